@@ -1,0 +1,361 @@
+"""The write path: one batch of events, appended once, with the projections, in one transaction."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import psycopg
+from psycopg.types.json import Jsonb
+
+from db.queries import sql
+from dockping.contract import Batch, ContainerEvent, HeartbeatEvent, ProbeEvent
+from dockping.projection import Probe, TargetState, encode_latency, fold
+
+# A NOTIFY payload must stay under 8000 bytes; past this many ids listeners reload everything.
+_NOTIFY_MAX_IDS = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+TargetKey = tuple[int, str, int | None, str]  # container_key, ip, port, protocol
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What one batch did to the store."""
+
+    accepted: int
+    duplicates: int
+    changed_targets: frozenset[int]
+    changed_containers: frozenset[int]
+
+
+@dataclass
+class _Containers:
+    ids: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    projects: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+
+
+class EventWriter:
+    """Appends batches; caches dimension ids, which never change once made."""
+
+    def __init__(self, backend: str, partition_interval: float) -> None:
+        self.backend = backend
+        self.step = timedelta(seconds=partition_interval)
+        self._agents: dict[str, int] = {}
+        self._containers: dict[tuple[int, str], int] = {}
+        self._targets: dict[TargetKey, int] = {}
+        self._partitions: set[int] = set()
+
+    async def ensure_partitions(self, conn: psycopg.AsyncConnection, start: datetime,
+                                end: datetime) -> None:
+        """Make sure partitions exist for [start, end]; a short transaction of its own."""
+        if self.backend != "postgres":
+            return
+        step = self.step.total_seconds()
+        first = math.floor((start - _EPOCH).total_seconds() / step)
+        last = math.floor((end - _EPOCH).total_seconds() / step)
+        wanted = set(range(first, last + 1))
+        if wanted <= self._partitions:
+            return
+        async with conn.transaction():
+            # One maker at a time, so that two ingest replicas never race on CREATE TABLE.
+            await conn.execute("SELECT pg_advisory_xact_lock(7001)")
+            await conn.execute(
+                sql("ensure_partitions"),
+                {"start_at": start, "end_at": end + timedelta(microseconds=1), "step": self.step},
+            )
+        self._partitions |= wanted
+
+    async def append(self, conn: psycopg.AsyncConnection, batch: Batch) -> AppendResult:
+        """Append a whole batch in one transaction; duplicates by identity are skipped."""
+        probes = [e for e in batch.events if isinstance(e, ProbeEvent)]
+        lifecycle = [e for e in batch.events if isinstance(e, ContainerEvent)]
+        heartbeats = [e for e in batch.events if isinstance(e, HeartbeatEvent)]
+        if batch.events:
+            times = [e.time for e in batch.events]
+            await self.ensure_partitions(conn, min(times), max(times))
+        new_agents: dict[str, int] = {}
+        new_containers: dict[tuple[int, str], int] = {}
+        new_targets: dict[TargetKey, int] = {}
+        async with conn.transaction():
+            agent_id = await self._agent_id(conn, batch.agent, new_agents)
+            keys = await self._container_keys(conn, agent_id, probes, lifecycle, new_containers)
+            accepted_probes, changed_targets = await self._append_probes(
+                conn, probes, keys, new_targets
+            )
+            accepted_lifecycle, changed_containers = await self._append_lifecycle(
+                conn, lifecycle, keys
+            )
+            accepted_heartbeats = await self._append_heartbeats(conn, agent_id, heartbeats)
+            accepted = accepted_probes + accepted_lifecycle + accepted_heartbeats
+            if accepted:
+                await conn.execute(
+                    sql("notify_events"),
+                    {"payload": _notify_payload(batch.agent, changed_targets, changed_containers)},
+                )
+        # Only ids that are committed may be cached: a rolled-back insert made no row.
+        self._agents.update(new_agents)
+        self._containers.update(new_containers)
+        self._targets.update(new_targets)
+        return AppendResult(
+            accepted=accepted,
+            duplicates=len(batch.events) - accepted,
+            changed_targets=frozenset(changed_targets),
+            changed_containers=frozenset(changed_containers),
+        )
+
+    async def _agent_id(self, conn: psycopg.AsyncConnection, name: str,
+                        made: dict[str, int]) -> int:
+        if name in self._agents:
+            return self._agents[name]
+        row = await (await conn.execute(sql("upsert_agent"), {"name": name})).fetchone()
+        assert row is not None
+        made[name] = row[0]
+        return int(row[0])
+
+    async def _container_keys(
+        self,
+        conn: psycopg.AsyncConnection,
+        agent_id: int,
+        probes: list[ProbeEvent],
+        lifecycle: list[ContainerEvent],
+        made: dict[tuple[int, str], int],
+    ) -> dict[str, int]:
+        keys: dict[str, int] = {}
+        pending: dict[str, tuple[str, str, str, str]] = {}
+        for probe in probes:
+            cached = self._containers.get((agent_id, probe.container_id))
+            if cached is not None:
+                keys[probe.container_id] = cached
+            elif probe.container_id not in pending:
+                pending[probe.container_id] = (probe.container_name, "", "", "")
+        # Lifecycle events carry the container's metadata (a rename, say): always write it.
+        for event in sorted(lifecycle, key=lambda e: e.time):
+            pending[event.container_id] = (
+                event.name, event.image, event.compose_project, event.compose_service
+            )
+        if not pending:
+            return keys
+        rows = _Containers()
+        for container_id, (name, image, project, service) in sorted(pending.items()):
+            rows.ids.append(container_id)
+            rows.names.append(name)
+            rows.images.append(image)
+            rows.projects.append(project)
+            rows.services.append(service)
+        cursor = await conn.execute(
+            sql("upsert_containers"),
+            {
+                "agent_id": agent_id,
+                "container_ids": rows.ids,
+                "names": rows.names,
+                "images": rows.images,
+                "projects": rows.projects,
+                "services": rows.services,
+            },
+        )
+        for container_id, key in await cursor.fetchall():
+            keys[container_id] = key
+            made[(agent_id, container_id)] = key
+        return keys
+
+    async def _target_ids(
+        self,
+        conn: psycopg.AsyncConnection,
+        probes: list[ProbeEvent],
+        keys: dict[str, int],
+        made: dict[TargetKey, int],
+    ) -> list[int]:
+        wanted: list[TargetKey] = []
+        pending: dict[TargetKey, str] = {}
+        for probe in probes:
+            key: TargetKey = (keys[probe.container_id], probe.ip, probe.port, probe.protocol)
+            wanted.append(key)
+            if key not in self._targets and key not in pending:
+                pending[key] = probe.network
+        found: dict[TargetKey, int] = {}
+        if pending:
+            ordered = sorted(pending.items(), key=lambda item: (item[0][0], item[0][1],
+                                                                item[0][2] or 0, item[0][3]))
+            cursor = await conn.execute(
+                sql("upsert_targets"),
+                {
+                    "container_keys": [k[0] for k, _ in ordered],
+                    "ips": [k[1] for k, _ in ordered],
+                    "ports": [k[2] for k, _ in ordered],
+                    "protocols": [k[3] for k, _ in ordered],
+                    "networks": [network for _, network in ordered],
+                },
+            )
+            for container_key, ip, port, protocol, target_id in await cursor.fetchall():
+                found[(container_key, ip, port, protocol)] = target_id
+        # The database writes an IPv6 address in its canonical form; match on that form too.
+        canonical = {(k[0], _canonical_ip(k[1]), k[2], k[3]): v for k, v in found.items()}
+        made.update(found)
+        ids: list[int] = []
+        for key in wanted:
+            target_id = self._targets.get(key) or found.get(key)
+            if target_id is None:
+                target_id = canonical[(key[0], _canonical_ip(key[1]), key[2], key[3])]
+                made[key] = target_id
+            ids.append(target_id)
+        return ids
+
+    async def _append_probes(
+        self,
+        conn: psycopg.AsyncConnection,
+        probes: list[ProbeEvent],
+        keys: dict[str, int],
+        made: dict[TargetKey, int],
+    ) -> tuple[int, set[int]]:
+        if not probes:
+            return 0, set()
+        target_ids = await self._target_ids(conn, probes, keys, made)
+        cursor = await conn.execute(
+            sql("insert_probes"),
+            {
+                "times": [p.time for p in probes],
+                "target_ids": target_ids,
+                "latencies": [encode_latency(p.ok, p.latency_ms, p.error) for p in probes],
+            },
+        )
+        new: dict[int, list[Probe]] = defaultdict(list)
+        for target_id, time, latency_us in await cursor.fetchall():
+            new[target_id].append(Probe(time, latency_us))
+        if new:
+            await self._update_states(conn, new)
+        return sum(len(v) for v in new.values()), set(new)
+
+    async def _update_states(self, conn: psycopg.AsyncConnection,
+                             new: dict[int, list[Probe]]) -> None:
+        ids = sorted(new)
+        await conn.execute(sql("lock_targets"), {"target_ids": ids})
+        cursor = await conn.execute(sql("select_target_states"), {"target_ids": ids})
+        stored = {row[0]: TargetState(*row[1:]) for row in await cursor.fetchall()}
+        folded: dict[int, TargetState] = {}
+        late: list[int] = []
+        for target_id in ids:
+            state = stored.get(target_id)
+            probes = new[target_id]
+            if state is not None and min(probes).time <= state.last_probe_at:
+                late.append(target_id)  # an event from the past: refold from the store
+                continue
+            result = fold(state, probes)
+            assert result is not None
+            folded[target_id] = result
+        if late:
+            cursor = await conn.execute(sql("rebuild_target_states"), {"target_ids": late})
+            for row in await cursor.fetchall():
+                folded[row[0]] = TargetState(*row[1:])
+        await write_target_states(conn, folded)
+
+    async def _append_lifecycle(
+        self, conn: psycopg.AsyncConnection, events: list[ContainerEvent], keys: dict[str, int]
+    ) -> tuple[int, set[int]]:
+        if not events:
+            return 0, set()
+        cursor = await conn.execute(
+            sql("insert_container_events"),
+            {
+                "times": [e.time for e in events],
+                "container_keys": [keys[e.container_id] for e in events],
+                "actions": [e.action for e in events],
+                "exit_codes": [e.exit_code for e in events],
+                "details": [_detail(e) for e in events],
+            },
+        )
+        rows = await cursor.fetchall()
+        if not rows:
+            return 0, set()
+        await conn.execute(
+            sql("update_container_state"),
+            {
+                "times": [r[0] for r in rows],
+                "container_keys": [r[1] for r in rows],
+                "actions": [r[2] for r in rows],
+                "exit_codes": [r[3] for r in rows],
+            },
+        )
+        health = [r for r in rows if r[2] == "health_status"]
+        if health:
+            await conn.execute(
+                sql("update_container_health"),
+                {
+                    "times": [r[0] for r in health],
+                    "container_keys": [r[1] for r in health],
+                    "healths": [(r[4] or {}).get("health") for r in health],
+                },
+            )
+        return len(rows), {r[1] for r in rows}
+
+    async def _append_heartbeats(
+        self, conn: psycopg.AsyncConnection, agent_id: int, beats: list[HeartbeatEvent]
+    ) -> int:
+        if not beats:
+            return 0
+        cursor = await conn.execute(
+            sql("insert_heartbeats"),
+            {
+                "agent_id": agent_id,
+                "times": [b.time for b in beats],
+                "versions": [b.version for b in beats],
+                "docker_ok": [b.docker_ok for b in beats],
+                "targets": [b.targets for b in beats],
+                "spool_bytes": [b.spool_bytes for b in beats],
+                "dropped": [b.dropped for b in beats],
+            },
+        )
+        row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def write_target_states(conn: psycopg.AsyncConnection,
+                              states: dict[int, TargetState]) -> None:
+    """Upsert folded target states."""
+    if not states:
+        return
+    ids = sorted(states)
+    columns = list(zip(*(states[i] for i in ids), strict=True))
+    await conn.execute(
+        sql("upsert_target_states"),
+        {
+            "target_ids": ids,
+            "last_probe_at": list(columns[0]),
+            "latency_us": list(columns[1]),
+            "last_ok_at": list(columns[2]),
+            "status_since": list(columns[3]),
+            "consecutive_failures": list(columns[4]),
+            "last_error": list(columns[5]),
+            "last_error_at": list(columns[6]),
+        },
+    )
+
+
+def _detail(event: ContainerEvent) -> Jsonb | None:
+    detail: dict[str, object] = {}
+    if event.health is not None:
+        detail["health"] = event.health
+    if event.network is not None:
+        detail["network"] = event.network
+    if event.action == "rename" and event.name:
+        detail["name"] = event.name
+    return Jsonb(detail) if detail else None
+
+
+def _canonical_ip(text: str) -> str:
+    import ipaddress
+
+    return str(ipaddress.ip_address(text))
+
+
+def _notify_payload(agent: str, targets: set[int], containers: set[int]) -> str:
+    payload: dict[str, object] = {"agent": agent}
+    payload["targets"] = sorted(targets) if len(targets) <= _NOTIFY_MAX_IDS else None
+    payload["containers"] = sorted(containers) if len(containers) <= _NOTIFY_MAX_IDS else None
+    return msgspec.json.encode(payload).decode()

@@ -1,0 +1,63 @@
+"""Connections to PostgreSQL, and the one place where driver errors become domain errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+
+from dockping.logs import redact_text
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached, or is restarting: try again later."""
+
+
+class Conflict(Exception):
+    """A write lost a race with another writer: try again."""
+
+
+class SchemaError(Exception):
+    """The database schema is missing, or newer than this program knows."""
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn psycopg's errors into the domain errors above."""
+    try:
+        yield
+    except psycopg_pool.PoolTimeout as exc:
+        raise DatabaseUnavailable("no database connection available in time") from exc
+    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+        raise Conflict(str(exc)) from exc
+    except pg_errors.UndefinedTable as exc:
+        raise SchemaError(f"schema not migrated: {exc}") from exc
+    except (psycopg.OperationalError, pg_errors.AdminShutdown, pg_errors.CannotConnectNow) as exc:
+        raise DatabaseUnavailable(redact_text(str(exc)).strip() or type(exc).__name__) from exc
+
+
+def open_pool(url: str, size: int, name: str) -> psycopg_pool.AsyncConnectionPool:
+    """An async pool that reconnects by itself; open it with `await pool.open()`."""
+    return psycopg_pool.AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        open=False,
+        name=name,
+        timeout=10,
+        # A connection broken by a server restart is noticed and replaced before use.
+        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        reconnect_timeout=0,  # keep trying forever: the database may be down for a while
+        kwargs={"autocommit": False, "application_name": f"dockping-{name}"},
+    )
+
+
+@asynccontextmanager
+async def connection(pool: psycopg_pool.AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection, with driver errors translated."""
+    with translate_errors():
+        async with pool.connection() as conn:
+            yield conn

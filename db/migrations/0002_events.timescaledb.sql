@@ -1,0 +1,43 @@
+-- Append-only event tables as TimescaleDB hypertables. Chunking, compression and
+-- retention are set by dockping_configure_timescaledb(), called with the settings.
+
+CREATE TABLE probe_events (
+    time        timestamptz NOT NULL,
+    target_id   integer NOT NULL,
+    latency_us  integer NOT NULL,
+    PRIMARY KEY (target_id, time)
+);
+SELECT create_hypertable('probe_events', 'time', chunk_time_interval => interval '1 day');
+
+CREATE TABLE container_events (
+    time            timestamptz NOT NULL,
+    container_key   integer NOT NULL,
+    action          text NOT NULL,
+    exit_code       integer,
+    detail          jsonb,
+    PRIMARY KEY (container_key, action, time)
+);
+SELECT create_hypertable('container_events', 'time', chunk_time_interval => interval '7 days');
+
+CREATE TABLE heartbeats (
+    time        timestamptz NOT NULL,
+    agent_id    integer NOT NULL,
+    version     text NOT NULL,
+    docker_ok   boolean NOT NULL,
+    targets     integer NOT NULL,
+    spool_bytes bigint NOT NULL,
+    dropped     bigint NOT NULL,
+    PRIMARY KEY (agent_id, time)
+);
+SELECT create_hypertable('heartbeats', 'time', chunk_time_interval => interval '7 days');
+
+-- Hypertables make their chunks on demand; these keep one interface for both backends.
+CREATE FUNCTION dockping_ensure_partitions(start_at timestamptz, end_at timestamptz, step interval)
+RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;
+
+CREATE FUNCTION dockping_drop_partitions(cutoff timestamptz)
+RETURNS integer LANGUAGE sql AS $$
+    SELECT (SELECT count(*) FROM drop_chunks('probe_events', older_than => cutoff))::integer
+         + (SELECT count(*) FROM drop_chunks('container_events', older_than => cutoff))::integer
+         + (SELECT count(*) FROM drop_chunks('heartbeats', older_than => cutoff))::integer
+$$;

@@ -1,0 +1,5 @@
+"""python -m dockping"""
+
+from dockping.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,191 @@
+"""The event contract between agents and ingest: POST /api/v1/events.
+
+The names here are binding: other agents are written against them. Fields may be
+added; none is renamed or removed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+ErrorKind = Literal["refused", "timeout", "unreachable", "reset", "other"]
+ERROR_KINDS: tuple[ErrorKind, ...] = ("refused", "timeout", "unreachable", "reset", "other")
+Protocol = Literal["tcp", "icmp"]
+ContainerAction = Literal[
+    "create",
+    "start",
+    "restart",
+    "stop",
+    "die",
+    "kill",
+    "oom",
+    "pause",
+    "unpause",
+    "destroy",
+    "rename",
+    "health_status",
+    "network_connect",
+    "network_disconnect",
+]
+STOPPING_ACTIONS = frozenset({"stop", "die", "kill", "destroy", "oom"})
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Text = Annotated[str, msgspec.Meta(max_length=1024)]
+Time = Annotated[datetime, msgspec.Meta(tz=True)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+# An hour is far beyond any probe timeout; anything larger is a broken clock or garbage.
+LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
+
+
+class ContractError(ValueError):
+    """An event breaks a rule of the contract that its types alone cannot state."""
+
+
+class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_only=True):
+    """One probe of one address: its outcome and, when it succeeded, its latency."""
+
+    time: Time
+    container_id: Name
+    ip: str
+    port: Port | None
+    ok: bool
+    latency_ms: LatencyMs | None = None
+    error: ErrorKind | None = None
+    protocol: Protocol = "tcp"
+    container_name: Text = ""
+    network: Text = ""
+
+    def __post_init__(self) -> None:
+        _check_ip(self.ip)
+        if self.protocol == "tcp" and self.port is None:
+            raise ContractError("port: required for protocol tcp")
+        if self.protocol == "icmp" and self.port is not None:
+            raise ContractError("port: must be null for protocol icmp")
+        if self.ok:
+            if self.latency_ms is None:
+                raise ContractError("latency_ms: required when ok is true")
+            if self.error is not None:
+                raise ContractError("error: must be null when ok is true")
+        else:
+            if self.latency_ms is not None:
+                raise ContractError("latency_ms: must be null when ok is false")
+            if self.error is None:
+                raise ContractError("error: required when ok is false")
+        if self.latency_ms is not None and not math.isfinite(self.latency_ms):
+            raise ContractError("latency_ms: must be a finite number")
+
+
+class ContainerEvent(msgspec.Struct, tag="container", tag_field="type", frozen=True, kw_only=True):
+    """A change in a container's life: start, stop, die, pause, health, network, ..."""
+
+    time: Time
+    container_id: Name
+    action: ContainerAction
+    name: Text = ""
+    image: Text = ""
+    exit_code: int | None = None
+    compose_project: Text = ""
+    compose_service: Text = ""
+    health: Text | None = None
+    network: Text | None = None
+    labels: dict[Text, Text] = msgspec.field(default_factory=dict)
+
+
+class HeartbeatEvent(msgspec.Struct, tag="heartbeat", tag_field="type", frozen=True, kw_only=True):
+    """An agent's sign of life, sent every resync."""
+
+    time: Time
+    version: Text = ""
+    docker_ok: bool = True
+    targets: Annotated[int, msgspec.Meta(ge=0)] = 0
+    spool_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0
+    dropped: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+Event = ProbeEvent | ContainerEvent | HeartbeatEvent
+
+
+class Batch(msgspec.Struct, frozen=True, kw_only=True):
+    """The body of POST /api/v1/events."""
+
+    agent: Name
+    events: list[Event]
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    """The answer to an accepted batch."""
+
+    accepted: int
+    duplicates: int
+
+
+class BadInput(msgspec.Struct, frozen=True):
+    """A rejected request: what is wrong, and where."""
+
+    error: str
+    detail: str
+    field: str | None = None
+
+
+_decoder = msgspec.json.Decoder(Batch)
+_encoder = msgspec.json.Encoder()
+_AT = re.compile(r"^(?P<text>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
+_FIELD_FIRST = re.compile(r"^(?P<field>[a-z_]+): (?P<text>.*)$", re.DOTALL)
+
+
+class DecodeError(ValueError):
+    """A batch that cannot be accepted; `field` is a JSON path such as $.events[3].ip."""
+
+    def __init__(self, detail: str, field: str | None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+def decode_batch(body: bytes) -> Batch:
+    """Decode and validate a batch, raising DecodeError that names the first bad field."""
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _describe(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"malformed JSON: {exc}", None) from None
+
+
+def encode(value: object) -> bytes:
+    """Encode a contract value as JSON."""
+    return _encoder.encode(value)
+
+
+def _describe(message: str) -> DecodeError:
+    match = _AT.match(message)
+    text, path = (match.group("text"), match.group("path")) if match else (message, None)
+    named = _FIELD_FIRST.match(text)
+    if named and path is not None:
+        # __post_init__ errors say "ip: ..."; point the path at that field.
+        return DecodeError(text, f"{path}.{named.group('field')}")
+    unknown_tag = re.match(r"^Invalid value '(.*)'$", text)
+    if unknown_tag and path is not None and path.endswith(".type"):
+        return DecodeError(f"unknown event type {unknown_tag.group(1)!r}", path)
+    missing = re.match(r"^Object missing required field `(.*)`$", text)
+    if missing:
+        return DecodeError(text, f"{path or '$'}.{missing.group(1)}")
+    return DecodeError(text, path)
+
+
+def _check_ip(text: str) -> None:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ContractError(f"ip: {text[:64]!r} is not an IPv4 or IPv6 address") from None
+
+
+def probe_identity(agent: str, event: ProbeEvent) -> tuple[str, str, str, int | None, str, datetime]:
+    """The identity of a probe event: sending it twice stores it once."""
+    return (agent, event.container_id, event.ip, event.port, event.protocol, event.time)

@@ -1,0 +1,75 @@
+"""Structured logging: stable event names, level and format from settings."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from dockping.settings import LogSettings
+
+_SECRET_KEYS = re.compile(r"token|password|secret|authorization", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """Hide the password of any URL in a string."""
+    return _URL_PASSWORD.sub(r"\g<scheme>***@", text)
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Tokens and passwords must never reach a log line, whoever logs them.
+    for key, value in list(event.items()):
+        if _SECRET_KEYS.search(key) and value:
+            event[key] = "***"
+        elif isinstance(value, str):
+            event[key] = redact_text(value)
+    return event
+
+
+def configure(settings: LogSettings, service: str) -> None:
+    """Configure structlog and the standard logging module for one service process."""
+    level = getattr(logging, settings.level.upper())
+    renderer: Any
+    if settings.format == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    # Libraries (uvicorn, psycopg, aiodocker) log through the standard module.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, logging.INFO) if level > logging.DEBUG else logging.DEBUG)
+    # Access logs would print every agent batch; errors still come through.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The pool logs every failed reconnect; we log the outage once, as database.unavailable.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+def get(name: str | None = None) -> Any:
+    """A structlog logger."""
+    return structlog.get_logger(name)

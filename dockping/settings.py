@@ -1,0 +1,296 @@
+"""One frozen settings tree, loaded once from settings.toml with environment overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+ENV_PREFIX = "DOCKPING_"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {
+    "us": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+
+
+class SettingsError(Exception):
+    """The settings file or an environment override is invalid; the message names the key."""
+
+
+class Duration(float):
+    """A length of time in seconds, written in settings as "250ms", "20s", "5m" or "30d"."""
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        """Parse "20s"-style text; raise ValueError naming the accepted units otherwise."""
+        match = _DURATION.match(text)
+        if match is None:
+            raise ValueError(
+                f"invalid duration {text!r}: expected a number and a unit (us, ms, s, m, h, d, w),"
+                ' like "20s" or "30d"'
+            )
+        return cls(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+    def __repr__(self) -> str:
+        return f"Duration({format_duration(self)!r})"
+
+
+def format_duration(seconds: float) -> str:
+    """Write seconds back in the shortest exact settings form."""
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        count = seconds / _UNIT_SECONDS[unit]
+        if count >= 1 and abs(count - round(count)) < 1e-9:
+            return f"{round(count)}{unit}"
+    return f"{round(seconds * 1e6)}us"
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class LogSettings(_Section):
+    """How the services log."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+
+
+class DatabaseSettings(_Section):
+    """Where the event store lives and how long it keeps events."""
+
+    url: str = ""
+    """Empty: the embedded PostgreSQL under data_dir/pg."""
+    pool_size: int = 8
+    retention: Duration = Duration(30 * 86400)
+    """Events older than this are dropped, a whole partition or chunk at a time."""
+    compress_after: Duration = Duration(7 * 86400)
+    """TimescaleDB only: chunks older than this are compressed."""
+    partition_interval: Duration = Duration(86400)
+    """The time span of one partition (plain PostgreSQL) or chunk (TimescaleDB)."""
+
+
+class IngestSettings(_Section):
+    """The ingest service: POST /api/v1/events."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = ""
+    """Shared agent token. Empty: generated once and kept in data_dir/token."""
+    agent_tokens: dict[str, str] = msgspec.field(default_factory=dict)
+    """Per-agent tokens (agent id -> token). An agent listed here must use its own."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_events: int = 10_000
+    max_future_skew: Duration = Duration(300)
+
+
+class QuerySettings(_Section):
+    """The query service: /addresses, /api/v1, /metrics."""
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    token: str = ""
+    """Empty: no read token. Set it when the service is reachable beyond loopback."""
+    max_points: int = 5_000
+
+
+class AgentSettings(_Section):
+    """The agent: Docker discovery, probes, shipping."""
+
+    id: str = ""
+    """Empty: the hostname."""
+    docker_url: str = ""
+    """Empty: DOCKER_HOST, or else unix:///var/run/docker.sock."""
+    ingest_url: str = "http://127.0.0.1:8080"
+    token: str = ""
+    """Empty: the token generated in data_dir/token (the single-host default)."""
+    resync_interval: Duration = Duration(20)
+    probe_interval: Duration = Duration(20)
+    probe_timeout: Duration = Duration(2)
+    concurrency: int = 256
+    batch_interval: Duration = Duration(1)
+    batch_max_events: int = 1000
+    spool_max_bytes: int = 256 * 1024 * 1024
+    shutdown_timeout: Duration = Duration(10)
+
+
+class Settings(_Section):
+    """The whole settings tree."""
+
+    data_dir: str = ".data"
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
+    query: QuerySettings = msgspec.field(default_factory=QuerySettings)
+    agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
+
+    @property
+    def data_path(self) -> Path:
+        """data_dir as an absolute path."""
+        return Path(self.data_dir).expanduser().resolve()
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    field.name: field.type for field in msgspec.structs.fields(Settings) if field.name != "data_dir"
+}
+_RANGES: dict[str, tuple[int, int]] = {
+    "ingest.port": (1, 65535),
+    "query.port": (1, 65535),
+    "agent.concurrency": (1, 100_000),
+    "agent.batch_max_events": (1, 100_000),
+    "agent.spool_max_bytes": (1024, 1 << 40),
+    "ingest.max_events": (1, 1_000_000),
+    "ingest.max_body_bytes": (1024, 1 << 31),
+    "query.max_points": (10, 1_000_000),
+    "database.pool_size": (1, 1000),
+}
+
+
+def _decode_hook(kind: type, value: Any) -> Any:
+    if kind is Duration:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return Duration(value)
+        if isinstance(value, str):
+            return Duration.parse(value)
+        raise ValueError(f"invalid duration {value!r}: expected a string like \"20s\"")
+    raise NotImplementedError
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key == "data_dir":
+            data["data_dir"] = value
+            continue
+        if "__" not in key:
+            continue  # DOCKPING_* variables without a section belong to tests and tools
+        section, _, field = key.partition("__")
+        if section not in _SECTIONS:
+            raise SettingsError(f"{name}: unknown settings section {section!r}")
+        if field not in _SECTIONS[section].__struct_fields__:
+            raise SettingsError(f"{name}: unknown key {section}.{field}")
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            raise SettingsError(f"{section}: expected a table")
+        data[section][field] = _env_value(value)
+
+
+def _env_value(value: str) -> Any:
+    # Tables (agent_tokens) can be given as inline TOML: {a = "x"}.
+    if value.startswith("{"):
+        try:
+            return tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            return value
+    return value
+
+
+def _check(settings: Settings) -> None:
+    for dotted, (low, high) in _RANGES.items():
+        section, _, field = dotted.partition(".")
+        value = getattr(getattr(settings, section), field)
+        if not low <= value <= high:
+            raise SettingsError(f"{dotted}: {value} is out of range ({low}..{high})")
+    for dotted in ("agent.probe_interval", "agent.resync_interval", "agent.probe_timeout",
+                   "agent.batch_interval", "database.retention", "database.partition_interval"):
+        section, _, field = dotted.partition(".")
+        if getattr(getattr(settings, section), field) <= 0:
+            raise SettingsError(f"{dotted}: must be longer than zero")
+    if settings.database.partition_interval < 3600:
+        raise SettingsError("database.partition_interval: must be at least 1h")
+
+
+def load(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from a TOML file (optional) and DOCKPING_* environment overrides."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"{path}: settings file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{path}: cannot read settings: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    _apply_env(data, environ)
+    try:
+        settings = msgspec.convert(data, Settings, strict=False, dec_hook=_decode_hook)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    _check(settings)
+    return settings
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    """Turn msgspec's "... - at `$.agent.port`" into "agent.port: ..."."""
+    message = str(exc)
+    match = re.match(r"^(.*) - at `\$\.?(.*)`$", message)
+    if match is None:
+        unknown = re.match(r"^Object contains unknown field `(.*)`$", message)
+        if unknown:
+            return f"{unknown.group(1)}: unknown key"
+        return message
+    text, where = match.groups()
+    unknown = re.match(r"^Object contains unknown field `(.*)`$", text)
+    if unknown:
+        return f"{where}.{unknown.group(1)}: unknown key"
+    return f"{where}: {text}"
+
+
+def describe_all() -> list[tuple[str, str, str, str]]:
+    """Every settings key as (key, environment variable, default, description), for the README."""
+    rows: list[tuple[str, str, str, str]] = [
+        ("data_dir", "DOCKPING_DATA_DIR", '".data"', "the embedded PostgreSQL, the spool, the token")
+    ]
+    defaults = Settings()
+    for section, kind in _SECTIONS.items():
+        docs = _field_docs(kind)
+        for field in kind.__struct_fields__:
+            value = getattr(getattr(defaults, section), field)
+            if isinstance(value, Duration):
+                shown = f'"{format_duration(value)}"'
+            elif isinstance(value, str):
+                shown = f'"{value}"'
+            elif isinstance(value, dict):
+                shown = "{}"
+            else:
+                shown = str(value)
+            rows.append(
+                (f"{section}.{field}", f"DOCKPING_{section.upper()}__{field.upper()}", shown,
+                 docs.get(field, ""))
+            )
+    return rows
+
+
+def _field_docs(kind: type) -> dict[str, str]:
+    """Read the string literal that follows each field in the class body."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(kind))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for current, following in zip(body, body[1:], strict=False):
+        if (
+            isinstance(current, ast.AnnAssign)
+            and isinstance(current.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[current.target.id] = following.value.value
+    return docs

@@ -1,0 +1,34 @@
+"""Prometheus exposition of target state. Labels: agent, container, ip, port, protocol.
+
+Cardinality is one series per current target per metric; removed containers drop out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def _label(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def exposition(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """The text format for a set of latest_state rows."""
+    up = ["# HELP dockping_target_up Whether the last probe of the target succeeded.",
+          "# TYPE dockping_target_up gauge"]
+    latency = ["# HELP dockping_target_latency_seconds Connect time of the last successful probe.",
+               "# TYPE dockping_target_latency_seconds gauge"]
+    for row in rows:
+        labels = ",".join(
+            f'{name}="{_label(row[key])}"'
+            for name, key in (("agent", "agent"), ("container", "container_name"), ("ip", "ip"),
+                              ("port", "port"), ("protocol", "protocol"))
+        )
+        up.append(f"dockping_target_up{{{labels}}} {1 if row['status'] == 'up' else 0}")
+        if row["latency_ms"] is not None:
+            latency.append(
+                f"dockping_target_latency_seconds{{{labels}}} {float(row['latency_ms']) / 1000:.6f}"
+            )
+    return ("\n".join(up + latency) + "\n").encode()
