@@ -22,7 +22,16 @@ from dockping.contract import ContainerEvent
 log = logs.get("dockping.agent.discovery")
 
 CONTAINER_ACTIONS = {
-    "create", "start", "restart", "stop", "die", "kill", "oom", "pause", "unpause", "destroy",
+    "create",
+    "start",
+    "restart",
+    "stop",
+    "die",
+    "kill",
+    "oom",
+    "pause",
+    "unpause",
+    "destroy",
     "rename",
 }
 _GONE = {"die", "stop", "kill", "destroy", "oom"}
@@ -55,9 +64,14 @@ def _parse_docker_timestamp(text: str | None) -> datetime | None:
         return None
 
 
-def lifecycle_event(action: str, container: Container, when: datetime,
-                    exit_code: int | None = None, network: str | None = None,
-                    health: str | None = None) -> ContainerEvent:
+def lifecycle_event(
+    action: str,
+    container: Container,
+    when: datetime,
+    exit_code: int | None = None,
+    network: str | None = None,
+    health: str | None = None,
+) -> ContainerEvent:
     """A container event in the contract's terms."""
     return ContainerEvent(
         time=when,
@@ -76,9 +90,16 @@ def lifecycle_event(action: str, container: Container, when: datetime,
 def _from_attributes(container_id: str, attributes: dict[str, Any]) -> Container:
     labels = {str(k): str(v) for k, v in attributes.items()}
     return Container(
-        id=container_id, name=labels.get("name", ""), image=labels.get("image", ""),
-        running=False, paused=False, compose_project=labels.get(COMPOSE_PROJECT, ""),
-        compose_service=labels.get(COMPOSE_SERVICE, ""), labels={}, networks={}, ports=(),
+        id=container_id,
+        name=labels.get("name", ""),
+        image=labels.get("image", ""),
+        running=False,
+        paused=False,
+        compose_project=labels.get(COMPOSE_PROJECT, ""),
+        compose_service=labels.get(COMPOSE_SERVICE, ""),
+        labels={},
+        networks={},
+        ports=(),
         targets=(),
     )
 
@@ -86,8 +107,14 @@ def _from_attributes(container_id: str, attributes: dict[str, Any]) -> Container
 class Discovery:
     """Holds the running containers and tells the agent about every change."""
 
-    def __init__(self, docker_url: str, resync_interval: float, icmp: bool,
-                 on_container: OnContainer, on_lifecycle: OnLifecycle) -> None:
+    def __init__(
+        self,
+        docker_url: str,
+        resync_interval: float,
+        icmp: bool,
+        on_container: OnContainer,
+        on_lifecycle: OnLifecycle,
+    ) -> None:
         self.docker_url = docker_url
         self.resync_interval = resync_interval
         self.icmp = icmp
@@ -113,8 +140,13 @@ class Discovery:
                     self._set_ok(True)
                     backoff = 0.5
                     group.start_soon(self._resync_loop, docker)
-            except* (aiodocker.DockerError, OSError, TimeoutError, ValueError,
-                     _StreamEnded) as group_error:
+            except* (
+                aiodocker.DockerError,
+                OSError,
+                TimeoutError,
+                ValueError,
+                _StreamEnded,
+            ) as group_error:
                 self._set_ok(False, str(group_error.exceptions[0]))
             finally:
                 await docker.close()
@@ -135,7 +167,7 @@ class Discovery:
         if self._since is not None:
             # Replay what happened while we were away; resync covers the rest.
             params["since"] = f"{self._since // 1_000_000_000}.{self._since % 1_000_000_000:09d}"
-        subscriber = docker.events.subscribe(create_task=False)
+        subscriber = docker.events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
         async with anyio.create_task_group() as group:
             group.start_soon(self._pump, docker, params)
             opened.set()
@@ -167,9 +199,14 @@ class Discovery:
             if container_id:
                 container = await self._refresh(docker, container_id)
                 if container is not None:
-                    self.on_lifecycle(lifecycle_event(
-                        f"network_{action}", container, when,
-                        network=str(attributes.get("name") or "")))
+                    self.on_lifecycle(
+                        lifecycle_event(
+                            f"network_{action}",
+                            container,
+                            when,
+                            network=str(attributes.get("name") or ""),
+                        )
+                    )
             return
         if kind != "container":
             return
@@ -178,8 +215,9 @@ class Discovery:
             return
         if action.startswith("health_status"):
             health = action.partition(":")[2].strip() or None
-            container = self.containers.get(container_id) or _from_attributes(container_id,
-                                                                               attributes)
+            container = self.containers.get(container_id) or _from_attributes(
+                container_id, attributes
+            )
             self.on_lifecycle(lifecycle_event("health_status", container, when, health=health))
             return
         if action not in CONTAINER_ACTIONS:
@@ -227,8 +265,7 @@ class Discovery:
 
     async def resync(self, docker: aiodocker.Docker) -> None:
         """List every running container and apply the difference with what we hold."""
-        listed = await docker.containers.list(filters=json.dumps({"status": ["running",
-                                                                             "paused"]}))
+        listed = await docker.containers.list(filters=json.dumps({"status": ["running", "paused"]}))
         seen: set[str] = set()
         added = changed = 0
         for item in listed:
@@ -246,8 +283,7 @@ class Discovery:
                 started = _parse_docker_timestamp((inspect.get("State") or {}).get("StartedAt"))
                 # The start time is the container's own, so a restarted agent sends the
                 # same event again and ingest stores it once.
-                self.on_lifecycle(lifecycle_event("start", container,
-                                                  started or datetime.now(UTC)))
+                self.on_lifecycle(lifecycle_event("start", container, started or datetime.now(UTC)))
             elif previous.targets != container.targets:
                 changed += 1
             self._keep(container)
@@ -257,8 +293,13 @@ class Discovery:
             self._forget(container_id)
             self.on_lifecycle(lifecycle_event("stop", known, datetime.now(UTC)))
         if added or changed or gone:
-            log.info("docker.resync", added=added, changed=changed, removed=len(gone),
-                     running=len(self.containers))
+            log.info(
+                "docker.resync",
+                added=added,
+                changed=changed,
+                removed=len(gone),
+                running=len(self.containers),
+            )
 
     def _set_ok(self, ok: bool, error: str = "") -> None:
         if ok != self.docker_ok:

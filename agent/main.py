@@ -37,10 +37,16 @@ class Agent:
         self.agent_id = config.id or socket.gethostname()
         token = config.token or tokens.shared_token(settings.ingest.token, settings.data_path)
         self.shipper = Shipper(config, self.agent_id, token, settings.data_path / "spool")
-        self.scheduler = Scheduler(config.probe_interval, config.probe_timeout,
-                                   config.concurrency, self._on_result)
-        self.discovery = Discovery(docker_url(config.docker_url), config.resync_interval,
-                                   icmp_available(), self._on_container, self._on_lifecycle)
+        self.scheduler = Scheduler(
+            config.probe_interval, config.probe_timeout, config.concurrency, self._on_result
+        )
+        self.discovery = Discovery(
+            docker_url(config.docker_url),
+            config.resync_interval,
+            icmp_available(),
+            self._on_container,
+            self._on_lifecycle,
+        )
         self._last_ok: dict[tuple[str, str, int | None, str], bool] = {}
 
     def _on_container(self, container_id: str, container: Container | None) -> None:
@@ -70,9 +76,14 @@ class Agent:
         previous = self._last_ok.get(target.key)
         self._last_ok[target.key] = result.ok
         if previous is None or previous != result.ok:
-            log.info("probe.changed" if previous is not None else "probe.first",
-                     container=target.container_name, ip=target.ip, port=target.port,
-                     ok=result.ok, error=result.error)
+            log.info(
+                "probe.changed" if previous is not None else "probe.first",
+                container=target.container_name,
+                ip=target.ip,
+                port=target.port,
+                ok=result.ok,
+                error=result.error,
+            )
         # A new target or a status change is shipped at once, not held for the batch timer.
         self.shipper.add(event, urgent=previous is None or previous != result.ok)
 
@@ -94,8 +105,12 @@ class Agent:
 
     async def run(self) -> None:
         """Run until SIGTERM or SIGINT, then flush within the shutdown deadline."""
-        log.info("agent.start", agent=self.agent_id, docker=self.discovery.docker_url,
-                 ingest=self.settings.agent.ingest_url)
+        log.info(
+            "agent.start",
+            agent=self.agent_id,
+            docker=self.discovery.docker_url,
+            ingest=self.settings.agent.ingest_url,
+        )
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with anyio.create_task_group() as group:
                 group.start_soon(self.discovery.run)

@@ -13,8 +13,13 @@ from agent.probes import REGISTRY
 from agent.targets import Target
 from dockping.contract import ErrorKind
 
-_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN,
-                errno.EADDRNOTAVAIL}
+_UNREACHABLE = {
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EHOSTDOWN,
+    errno.ENETDOWN,
+    errno.EADDRNOTAVAIL,
+}
 _RESET = {errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE}
 
 
@@ -56,7 +61,7 @@ async def run_probe(target: Target, timeout: float) -> ProbeResult:
     try:
         with anyio.fail_after(timeout):
             await probe(target)
-    except Exception as exc:  # noqa: BLE001 - every failure is a result, not a crash
+    except Exception as exc:
         return ProbeResult(when, False, None, classify(exc))
     elapsed_us = (time.perf_counter_ns() - started) // 1000
     return ProbeResult(when, True, elapsed_us / 1000, None)

@@ -28,8 +28,9 @@ class _Entry:
 class Scheduler:
     """Keeps the set of targets and probes each one every interval."""
 
-    def __init__(self, interval: float, timeout: float, concurrency: int,
-                 on_result: OnResult) -> None:
+    def __init__(
+        self, interval: float, timeout: float, concurrency: int, on_result: OnResult
+    ) -> None:
         self.interval = interval
         self.timeout = timeout
         self.limiter = anyio.Semaphore(concurrency)

@@ -115,8 +115,9 @@ class Shipper:
                 return True
             body = msgspec.json.encode(Batch(agent=self.agent_id, events=group))
             try:
-                response = await client.post("/api/v1/events", content=body,
-                                             headers={"Content-Type": "application/json"})
+                response = await client.post(
+                    "/api/v1/events", content=body, headers={"Content-Type": "application/json"}
+                )
             except httpx.HTTPError as exc:
                 self._set_ok(False, f"{type(exc).__name__}: {exc}")
                 return False
@@ -136,8 +137,12 @@ class Shipper:
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}.json"
         (self.rejected_dir / name).write_bytes(body)
-        log.error("ship.rejected", status=response.status_code, body=response.text[:500],
-                  kept=str(self.rejected_dir / name))
+        log.error(
+            "ship.rejected",
+            status=response.status_code,
+            body=response.text[:500],
+            kept=str(self.rejected_dir / name),
+        )
 
     def _set_ok(self, ok: bool, error: str = "") -> None:
         if ok != self.ingest_ok:

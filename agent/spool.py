@@ -7,7 +7,6 @@ never misread. The read position lives in a small file, replaced atomically.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -56,8 +55,9 @@ class Position:
 class Spool:
     """Append records; read them from the oldest unacknowledged one; acknowledge them."""
 
-    def __init__(self, directory: Path, max_bytes: int,
-                 count: Callable[[bytes], int] = lambda payload: 1) -> None:
+    def __init__(
+        self, directory: Path, max_bytes: int, count: Callable[[bytes], int] = lambda payload: 1
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.count = count
@@ -84,7 +84,7 @@ class Spool:
     def _write_ack(self, position: Position) -> None:
         tmp = self.directory / "ack.tmp"
         tmp.write_text(f"{position.segment} {position.offset}\n")
-        os.replace(tmp, self.directory / "ack")
+        tmp.replace(self.directory / "ack")
         self._ack = position
 
     def _repair_tail(self) -> None:
@@ -120,8 +120,11 @@ class Spool:
         while len(segments) > 1 and self.size() > self.max_bytes:
             oldest = segments.pop(0)
             if oldest >= self._ack.segment:
-                dropped, _ = unframe(self._path(oldest).read_bytes()[
-                    self._ack.offset if oldest == self._ack.segment else 0:])
+                dropped, _ = unframe(
+                    self._path(oldest).read_bytes()[
+                        self._ack.offset if oldest == self._ack.segment else 0 :
+                    ]
+                )
                 self.dropped += sum(self.count(payload) for payload in dropped)
             self._path(oldest).unlink(missing_ok=True)
             if self._ack.segment <= oldest:
@@ -147,7 +150,8 @@ class Spool:
         for segment in segments:
             path = self._path(segment)
             if segment < position.segment or (
-                segment == position.segment and segment != segments[-1]
+                segment == position.segment
+                and segment != segments[-1]
                 and position.offset >= path.stat().st_size
             ):
                 path.unlink(missing_ok=True)

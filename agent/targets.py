@@ -52,6 +52,10 @@ class Container:
     """Why the container has no targets, when it has none."""
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def parse_ports(text: str) -> tuple[int, ...]:
     """Parse a dockping.ports label: "80,8443"; raise ValueError naming the bad part."""
     ports: set[int] = set()
@@ -67,11 +71,14 @@ def parse_ports(text: str) -> tuple[int, ...]:
 
 def _exposed_tcp_ports(inspect: dict[str, Any]) -> tuple[int, ...]:
     ports: set[int] = set()
-    config = inspect.get("Config") or {}
-    host_config = inspect.get("HostConfig") or {}
-    settings = inspect.get("NetworkSettings") or {}
-    for source in (config.get("ExposedPorts"), host_config.get("PortBindings"),
-                   settings.get("Ports")):
+    config = _dict(inspect.get("Config"))
+    host_config = _dict(inspect.get("HostConfig"))
+    settings = _dict(inspect.get("NetworkSettings"))
+    for source in (
+        config.get("ExposedPorts"),
+        host_config.get("PortBindings"),
+        settings.get("Ports"),
+    ):
         if not isinstance(source, dict):
             continue
         for spec in source:
@@ -83,9 +90,7 @@ def _exposed_tcp_ports(inspect: dict[str, Any]) -> tuple[int, ...]:
 
 def _networks(inspect: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     found: dict[str, tuple[str, ...]] = {}
-    networks = ((inspect.get("NetworkSettings") or {}).get("Networks")) or {}
-    if not isinstance(networks, dict):
-        return found
+    networks = _dict(_dict(inspect.get("NetworkSettings")).get("Networks"))
     for name, endpoint in networks.items():
         if not isinstance(endpoint, dict):
             continue
@@ -103,9 +108,9 @@ def _networks(inspect: dict[str, Any]) -> dict[str, tuple[str, ...]]:
 
 def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Container:
     """Read a container and its targets from an inspect payload; never raises on odd input."""
-    config = inspect.get("Config") or {}
-    state = inspect.get("State") or {}
-    labels = {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
+    config = _dict(inspect.get("Config"))
+    state = _dict(inspect.get("State"))
+    labels = {str(k): str(v) for k, v in _dict(config.get("Labels")).items()}
     container_id = str(inspect.get("Id") or "")
     name = str(inspect.get("Name") or "").lstrip("/")
     running = bool(state.get("Running"))
@@ -113,8 +118,11 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
     networks = _networks(inspect)
     note = ""
     try:
-        ports = (parse_ports(labels[PORTS_LABEL]) if PORTS_LABEL in labels
-                 else _exposed_tcp_ports(inspect))
+        ports = (
+            parse_ports(labels[PORTS_LABEL])
+            if PORTS_LABEL in labels
+            else _exposed_tcp_ports(inspect)
+        )
     except ValueError as exc:
         ports, note = _exposed_tcp_ports(inspect), str(exc)
     interval: float | None = None
@@ -127,7 +135,7 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
             note = f"{INTERVAL_LABEL}: {exc}"
             interval = None
     targets: list[Target] = []
-    host_mode = str((inspect.get("HostConfig") or {}).get("NetworkMode") or "") == "host"
+    host_mode = str(_dict(inspect.get("HostConfig")).get("NetworkMode") or "") == "host"
     if labels.get(ENABLE_LABEL, "").strip().lower() in ("false", "0", "no", "off"):
         note = f"disabled by the label {ENABLE_LABEL}"
     elif not running:
@@ -140,8 +148,10 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
         for network, ips in sorted(networks.items()):
             for ip in ips:
                 if ports:
-                    targets.extend(Target(container_id, ip, port, "tcp", network, name, interval)
-                                   for port in ports)
+                    targets.extend(
+                        Target(container_id, ip, port, "tcp", network, name, interval)
+                        for port in ports
+                    )
                 elif icmp_available:
                     targets.append(Target(container_id, ip, None, "icmp", network, name, interval))
         if not ports and not icmp_available:

@@ -52,8 +52,9 @@ class EventWriter:
         self._targets: dict[TargetKey, int] = {}
         self._partitions: set[int] = set()
 
-    async def ensure_partitions(self, conn: psycopg.AsyncConnection, start: datetime,
-                                end: datetime) -> None:
+    async def ensure_partitions(
+        self, conn: psycopg.AsyncConnection, start: datetime, end: datetime
+    ) -> None:
         """Make sure partitions exist for [start, end]; a short transaction of its own."""
         if self.backend != "postgres":
             return
@@ -110,8 +111,9 @@ class EventWriter:
             changed_containers=frozenset(changed_containers),
         )
 
-    async def _agent_id(self, conn: psycopg.AsyncConnection, name: str,
-                        made: dict[str, int]) -> int:
+    async def _agent_id(
+        self, conn: psycopg.AsyncConnection, name: str, made: dict[str, int]
+    ) -> int:
         if name in self._agents:
             return self._agents[name]
         row = await (await conn.execute(sql("upsert_agent"), {"name": name})).fetchone()
@@ -138,7 +140,10 @@ class EventWriter:
         # Lifecycle events carry the container's metadata (a rename, say): always write it.
         for event in sorted(lifecycle, key=lambda e: e.time):
             pending[event.container_id] = (
-                event.name, event.image, event.compose_project, event.compose_service
+                event.name,
+                event.image,
+                event.compose_project,
+                event.compose_service,
             )
         if not pending:
             return keys
@@ -181,8 +186,10 @@ class EventWriter:
                 pending[key] = probe.network
         found: dict[TargetKey, int] = {}
         if pending:
-            ordered = sorted(pending.items(), key=lambda item: (item[0][0], item[0][1],
-                                                                item[0][2] or 0, item[0][3]))
+            ordered = sorted(
+                pending.items(),
+                key=lambda item: (item[0][0], item[0][1], item[0][2] or 0, item[0][3]),
+            )
             cursor = await conn.execute(
                 sql("upsert_targets"),
                 {
@@ -232,8 +239,9 @@ class EventWriter:
             await self._update_states(conn, new)
         return sum(len(v) for v in new.values()), set(new)
 
-    async def _update_states(self, conn: psycopg.AsyncConnection,
-                             new: dict[int, list[Probe]]) -> None:
+    async def _update_states(
+        self, conn: psycopg.AsyncConnection, new: dict[int, list[Probe]]
+    ) -> None:
         ids = sorted(new)
         await conn.execute(sql("lock_targets"), {"target_ids": ids})
         cursor = await conn.execute(sql("select_target_states"), {"target_ids": ids})
@@ -315,8 +323,9 @@ class EventWriter:
         return int(row[0]) if row else 0
 
 
-async def write_target_states(conn: psycopg.AsyncConnection,
-                              states: dict[int, TargetState]) -> None:
+async def write_target_states(
+    conn: psycopg.AsyncConnection, states: dict[int, TargetState]
+) -> None:
     """Upsert folded target states."""
     if not states:
         return

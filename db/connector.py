@@ -56,7 +56,9 @@ def open_pool(url: str, size: int, name: str) -> psycopg_pool.AsyncConnectionPoo
 
 
 @asynccontextmanager
-async def connection(pool: psycopg_pool.AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
+async def connection(
+    pool: psycopg_pool.AsyncConnectionPool,
+) -> AsyncIterator[psycopg.AsyncConnection]:
     """A pooled connection, with driver errors translated."""
     with translate_errors():
         async with pool.connection() as conn:

@@ -14,9 +14,8 @@ import socket
 import stat
 import subprocess
 import time
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 with warnings.catch_warnings():
     # Importing the package computes a runtime dir and warns when XDG_RUNTIME_DIR is unset;
@@ -51,15 +50,23 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        """The connection URL of the running server."""
+        """The connection URL of the dockping database on the running server."""
+        return self.url_for(DATABASE)
+
+    def url_for(self, database: str) -> str:
+        """The connection URL of any database on the running server."""
         if self.port is None:
             raise EmbeddedError("the embedded server is not running")
-        return f"postgresql://postgres:{self._password()}@127.0.0.1:{self.port}/{DATABASE}"
+        return f"postgresql://postgres:{self._password()}@127.0.0.1:{self.port}/{database}"
 
     @property
     def display_url(self) -> str:
         """The URL without its password, for printing."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+
+    def is_running(self) -> bool:
+        """Whether a server runs on this data directory."""
+        return self._running_port() is not None
 
     def start(self) -> str:
         """Initialise the cluster if needed, start it (or find it running); return its URL."""
@@ -74,8 +81,14 @@ class EmbeddedPostgres:
         else:
             self.port = _free_port()
             self._pg_ctl(
-                "start", "-w", "-t", "60", "-l", str(self.log_file),
-                "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''",
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(self.log_file),
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''",
             )
         self._ensure_database()
         return self.url
@@ -105,8 +118,15 @@ class EmbeddedPostgres:
                 os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
                 os.chown(pwfile, entry.pw_uid, entry.pw_gid)
             self._run(
-                BIN / "initdb", "-D", str(self.pgdata), "-U", "postgres", "--encoding=UTF8",
-                "--locale=C", "--auth-host=scram-sha-256", "--auth-local=reject",
+                BIN / "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--auth-host=scram-sha-256",
+                "--auth-local=reject",
                 f"--pwfile={pwfile}",
             )
         finally:
@@ -115,7 +135,7 @@ class EmbeddedPostgres:
     def _ensure_database(self) -> None:
         import psycopg
 
-        admin = f"postgresql://postgres:{self._password()}@127.0.0.1:{self.port}/postgres"
+        admin = self.url_for("postgres")
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -18,8 +18,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="dockping",
         description="Reachability monitor for Docker containers.",
     )
-    parser.add_argument("--settings", type=Path, default=None,
-                        help="settings file (default: ./settings.toml when it exists)")
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        default=None,
+        help="settings file (default: ./settings.toml when it exists)",
+    )
     parser.add_argument("--version", action="version", version=f"dockping {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("up", help="everything in one go: database, ingest, query, agent")
@@ -28,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("query", help="serve /addresses, /api/v1 and /metrics")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("rebuild", help="rebuild every projection from the events")
-    commands.add_parser("settings", help="print every setting with its variable and default")
+    listing = commands.add_parser(
+        "settings", help="print every setting with its variable and default"
+    )
+    listing.add_argument("--markdown", action="store_true", help="as a Markdown table")
     return parser
 
 
@@ -36,6 +43,14 @@ def _settings(path: Path | None) -> Settings:
     if path is None and DEFAULT_SETTINGS.exists():
         path = DEFAULT_SETTINGS
     return load(path)
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table, as the README shows it."""
+    lines = ["| key | environment variable | default | meaning |", "|---|---|---|---|"]
+    for key, env, default, doc in describe_all():
+        lines.append(f"| `{key}` | `{env}` | `{default}` | {doc} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     from dockping import services
 
     if args.command == "settings":
-        for key, env, default, doc in describe_all():
-            print(f"{key:32} {env:40} {default:14} {doc}")
+        print(
+            settings_table()
+            if args.markdown
+            else "\n".join(
+                f"{key:30} {env:38} {default:12} {doc}" for key, env, default, doc in describe_all()
+            )
+        )
         return 0
     return services.run(args.command, settings, args.settings)

@@ -176,7 +176,7 @@ def _describe(message: str) -> DecodeError:
     missing = re.match(r"^Object missing required field `(.*)`$", text)
     if missing:
         return DecodeError(text, f"{path or '$'}.{missing.group(1)}")
-    return DecodeError(text, path)
+    return DecodeError(text, path or "$")
 
 
 def _check_ip(text: str) -> None:
@@ -186,6 +186,8 @@ def _check_ip(text: str) -> None:
         raise ContractError(f"ip: {text[:64]!r} is not an IPv4 or IPv6 address") from None
 
 
-def probe_identity(agent: str, event: ProbeEvent) -> tuple[str, str, str, int | None, str, datetime]:
+def probe_identity(
+    agent: str, event: ProbeEvent
+) -> tuple[str, str, str, int | None, str, datetime]:
     """The identity of a probe event: sending it twice stores it once."""
     return (agent, event.container_id, event.ip, event.port, event.protocol, event.time)

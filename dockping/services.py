@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -33,7 +33,7 @@ def database(settings: Settings) -> Iterator[str]:
         yield settings.database.url
         return
     server = EmbeddedPostgres(settings.data_path)
-    was_running = server._running_port() is not None
+    was_running = server.is_running()
     url = server.start()
     try:
         yield url
@@ -105,9 +105,8 @@ def up(settings: Settings, settings_path: Path | None) -> int:
         children: dict[str, subprocess.Popen[bytes]] = {}
         for name in ("ingest", "query", "agent"):
             # A child ignores Ctrl-C from the terminal; we stop it ourselves, in order.
-            children[name] = subprocess.Popen([*base, name], env=env,
-                                              preexec_fn=_ignore_sigint)  # noqa: PLW1509
-        where = settings.database.url and "database.url" or "embedded PostgreSQL"
+            children[name] = subprocess.Popen([*base, name], env=env, preexec_fn=_ignore_sigint)
+        where = (settings.database.url and "database.url") or "embedded PostgreSQL"
         print(
             f"dockping is up:\n"
             f"  addresses  http://{settings.query.host}:{settings.query.port}/addresses\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import tomllib
@@ -59,19 +60,22 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     pass
 
 
-class LogSettings(_Section):
+class LogSettings(_Section, frozen=True):
     """How the services log."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """debug, info, warning or error."""
     format: Literal["console", "json"] = "console"
+    """console (for a terminal) or json (for containers and log shippers)."""
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(_Section, frozen=True):
     """Where the event store lives and how long it keeps events."""
 
     url: str = ""
     """Empty: the embedded PostgreSQL under data_dir/pg."""
     pool_size: int = 8
+    """Connections per service process."""
     retention: Duration = Duration(30 * 86400)
     """Events older than this are dropped, a whole partition or chunk at a time."""
     compress_after: Duration = Duration(7 * 86400)
@@ -80,31 +84,39 @@ class DatabaseSettings(_Section):
     """The time span of one partition (plain PostgreSQL) or chunk (TimescaleDB)."""
 
 
-class IngestSettings(_Section):
+class IngestSettings(_Section, frozen=True):
     """The ingest service: POST /api/v1/events."""
 
     host: str = "127.0.0.1"
+    """Address ingest listens on."""
     port: int = 8080
+    """Port ingest listens on."""
     token: str = ""
     """Shared agent token. Empty: generated once and kept in data_dir/token."""
     agent_tokens: dict[str, str] = msgspec.field(default_factory=dict)
     """Per-agent tokens (agent id -> token). An agent listed here must use its own."""
     max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body accepted (413 above)."""
     max_events: int = 10_000
+    """Most events in one batch (413 above)."""
     max_future_skew: Duration = Duration(300)
+    """Events further ahead than this are refused (422)."""
 
 
-class QuerySettings(_Section):
+class QuerySettings(_Section, frozen=True):
     """The query service: /addresses, /api/v1, /metrics."""
 
     host: str = "127.0.0.1"
+    """Address query listens on."""
     port: int = 8081
+    """Port query listens on."""
     token: str = ""
     """Empty: no read token. Set it when the service is reachable beyond loopback."""
     max_points: int = 5_000
+    """Most points one latency request may return (400 above)."""
 
 
-class AgentSettings(_Section):
+class AgentSettings(_Section, frozen=True):
     """The agent: Docker discovery, probes, shipping."""
 
     id: str = ""
@@ -112,22 +124,32 @@ class AgentSettings(_Section):
     docker_url: str = ""
     """Empty: DOCKER_HOST, or else unix:///var/run/docker.sock."""
     ingest_url: str = "http://127.0.0.1:8080"
+    """Where the agent sends its events."""
     token: str = ""
     """Empty: the token generated in data_dir/token (the single-host default)."""
     resync_interval: Duration = Duration(20)
+    """How often Docker is re-listed to heal missed events; also the heartbeat interval."""
     probe_interval: Duration = Duration(20)
+    """How often each target is probed (the label dockping.interval overrides it)."""
     probe_timeout: Duration = Duration(2)
+    """A probe slower than this fails with `timeout`."""
     concurrency: int = 256
+    """Most probes in flight at once."""
     batch_interval: Duration = Duration(1)
+    """Steady-state results are sent at least this often."""
     batch_max_events: int = 1000
+    """A batch is sent sooner once it holds this many events."""
     spool_max_bytes: int = 256 * 1024 * 1024
+    """Disk the spool may use while ingest is unreachable; past it the oldest events go."""
     shutdown_timeout: Duration = Duration(10)
+    """On SIGTERM, how long to keep sending before spooling the rest and exiting."""
 
 
-class Settings(_Section):
+class Settings(_Section, frozen=True):
     """The whole settings tree."""
 
     data_dir: str = ".data"
+    """The embedded PostgreSQL, the agent's spool and the generated token live here."""
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
@@ -162,7 +184,7 @@ def _decode_hook(kind: type, value: Any) -> Any:
             return Duration(value)
         if isinstance(value, str):
             return Duration.parse(value)
-        raise ValueError(f"invalid duration {value!r}: expected a string like \"20s\"")
+        raise ValueError(f'invalid duration {value!r}: expected a string like "20s"')
     raise NotImplementedError
 
 
@@ -203,8 +225,14 @@ def _check(settings: Settings) -> None:
         value = getattr(getattr(settings, section), field)
         if not low <= value <= high:
             raise SettingsError(f"{dotted}: {value} is out of range ({low}..{high})")
-    for dotted in ("agent.probe_interval", "agent.resync_interval", "agent.probe_timeout",
-                   "agent.batch_interval", "database.retention", "database.partition_interval"):
+    for dotted in (
+        "agent.probe_interval",
+        "agent.resync_interval",
+        "agent.probe_timeout",
+        "agent.batch_interval",
+        "database.retention",
+        "database.partition_interval",
+    ):
         section, _, field = dotted.partition(".")
         if getattr(getattr(settings, section), field) <= 0:
             raise SettingsError(f"{dotted}: must be longer than zero")
@@ -254,7 +282,7 @@ def _describe(exc: msgspec.ValidationError) -> str:
 def describe_all() -> list[tuple[str, str, str, str]]:
     """Every settings key as (key, environment variable, default, description), for the README."""
     rows: list[tuple[str, str, str, str]] = [
-        ("data_dir", "DOCKPING_DATA_DIR", '".data"', "the embedded PostgreSQL, the spool, the token")
+        ("data_dir", "DOCKPING_DATA_DIR", '".data"', _field_docs(Settings)["data_dir"])
     ]
     defaults = Settings()
     for section, kind in _SECTIONS.items():
@@ -270,8 +298,12 @@ def describe_all() -> list[tuple[str, str, str, str]]:
             else:
                 shown = str(value)
             rows.append(
-                (f"{section}.{field}", f"DOCKPING_{section.upper()}__{field.upper()}", shown,
-                 docs.get(field, ""))
+                (
+                    f"{section}.{field}",
+                    f"DOCKPING_{section.upper()}__{field.upper()}",
+                    shown,
+                    docs.get(field, ""),
+                )
             )
     return rows
 
@@ -284,7 +316,7 @@ def _field_docs(kind: type) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(kind))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for current, following in zip(body, body[1:], strict=False):
+    for current, following in itertools.pairwise(body):
         if (
             isinstance(current, ast.AnnAssign)
             and isinstance(current.target, ast.Name)

@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-TOKEN_FILE = "token"
+TOKEN_FILE = "token"  # noqa: S105 - a file name, not a secret
 
 
 def shared_token(configured: str, data_dir: Path) -> str:

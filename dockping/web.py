@@ -21,8 +21,14 @@ log = logs.get("dockping.web")
 class ApiError(Exception):
     """An answer with a status and a JSON body naming what is wrong."""
 
-    def __init__(self, status: int, error: str, detail: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
@@ -31,8 +37,13 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def _json(status: int, error: str, detail: str, field: str | None = None,
-          headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
+def _json(
+    status: int,
+    error: str,
+    detail: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {"error": error, "detail": detail}
     if field is not None:
         body["field"] = field
@@ -45,8 +56,9 @@ def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, A
 
 def _unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.warning("database.unavailable", error=str(exc))
-    return _json(503, "unavailable", f"the database is unavailable: {exc}",
-                 headers={"Retry-After": "2"})
+    return _json(
+        503, "unavailable", f"the database is unavailable: {exc}", headers={"Retry-After": "2"}
+    )
 
 
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+
 import anyio
 import psycopg
 import psycopg_pool
@@ -57,8 +58,9 @@ class Ingest:
                     await writer.ensure_partitions(conn, now - step, now + 2 * step)
                     async with conn.transaction():
                         await conn.execute("SELECT pg_advisory_xact_lock(7001)")
-                        cursor = await conn.execute(sql("drop_partitions"),
-                                                    {"cutoff": now - retention})
+                        cursor = await conn.execute(
+                            sql("drop_partitions"), {"cutoff": now - retention}
+                        )
                         row = await cursor.fetchone()
                     if row and row[0]:
                         log.info("retention.dropped", partitions=row[0])
@@ -72,14 +74,16 @@ class Ingest:
         given = tokens.bearer(header)
         if given is None:
             self.metrics.rejected.labels("unauthorized").inc()
-            raise ApiError(401, "unauthorized", "missing bearer token",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
         known = [self.shared_token, *self.agent_tokens.values()]
         # Compare with every token, so that the time taken does not tell which one is near.
         if not any([tokens.same(given, token) for token in known]):  # noqa: C419
             self.metrics.rejected.labels("unauthorized").inc()
-            raise ApiError(401, "unauthorized", "invalid token",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "unauthorized", "invalid token", headers={"WWW-Authenticate": "Bearer"}
+            )
         return given
 
     def check_agent(self, token: str, agent: str) -> None:
@@ -87,32 +91,46 @@ class Ingest:
         expected = self.agent_tokens.get(agent, self.shared_token)
         if not tokens.same(token, expected):
             self.metrics.rejected.labels("unauthorized").inc()
-            raise ApiError(401, "unauthorized", f"the token is not valid for agent {agent!r}",
-                           field="$.agent", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                f"the token is not valid for agent {agent!r}",
+                field="$.agent",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     def check_limits(self, batch: Batch) -> None:
         """Refuse batches too large, or with times too far ahead or older than retention."""
         limits = self.settings.ingest
         if len(batch.events) > limits.max_events:
             self.metrics.rejected.labels("too_many_events").inc()
-            raise ApiError(413, "too_many_events",
-                           f"{len(batch.events)} events; at most {limits.max_events} per batch",
-                           "$.events")
+            raise ApiError(
+                413,
+                "too_many_events",
+                f"{len(batch.events)} events; at most {limits.max_events} per batch",
+                "$.events",
+            )
         now = datetime.now(UTC)
         newest = now + timedelta(seconds=limits.max_future_skew)
         oldest = now - timedelta(seconds=self.settings.database.retention)
         for index, event in enumerate(batch.events):
             if event.time > newest:
                 self.metrics.rejected.labels("time_skew").inc()
-                raise ApiError(422, "time_out_of_range",
-                               f"time {event.time.isoformat()} is more than "
-                               f"{limits.max_future_skew:g}s in the future",
-                               f"$.events[{index}].time")
+                raise ApiError(
+                    422,
+                    "time_out_of_range",
+                    f"time {event.time.isoformat()} is more than "
+                    f"{limits.max_future_skew:g}s in the future",
+                    f"$.events[{index}].time",
+                )
             if event.time < oldest:
                 self.metrics.rejected.labels("time_skew").inc()
-                raise ApiError(422, "time_out_of_range",
-                               f"time {event.time.isoformat()} is older than the retention",
-                               f"$.events[{index}].time")
+                raise ApiError(
+                    422,
+                    "time_out_of_range",
+                    f"time {event.time.isoformat()} is older than the retention",
+                    f"$.events[{index}].time",
+                )
 
 
 async def _read_body(request: Request[object, object, State], limit: int) -> bytes:
@@ -193,4 +211,3 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         logging_config=None,
         debug=False,
     )
-

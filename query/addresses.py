@@ -31,7 +31,8 @@ SORTS: dict[str, Sort] = {
     "name": Sort("lower(container_name) || ' ' || ip || ' ' || coalesce(port, 0)", False, str),
     "status": Sort(
         "(CASE status WHEN 'down' THEN 0 WHEN 'unknown' THEN 1 WHEN 'up' THEN 2 ELSE 3 END)",
-        False, int,
+        False,
+        int,
     ),
     # Finite stand-ins for "none", so that a cursor key is always a plain JSON number.
     "latency": Sort("coalesce(latency_ms, 1e12)::float8", False, float),
@@ -106,8 +107,13 @@ def parse_cursor(text: str | None, sort_name: str) -> Cursor | None:
     return cursor
 
 
-async def page(conn: psycopg.AsyncConnection, filters: Filters, sort_name: str,
-               cursor: Cursor | None, limit: int) -> AddressPage:
+async def page(
+    conn: psycopg.AsyncConnection,
+    filters: Filters,
+    sort_name: str,
+    cursor: Cursor | None,
+    limit: int,
+) -> AddressPage:
     """One page of addresses, in a stable order, after or before a cursor."""
     sort = SORTS[sort_name]
     reverse = cursor is not None and cursor.direction == "prev"
@@ -131,8 +137,9 @@ async def page(conn: psycopg.AsyncConnection, filters: Filters, sort_name: str,
     rows = rows[:limit]
     if reverse:
         rows.reverse()
-    items = [msgspec.convert({k: v for k, v in row.items() if k != "sort_key"}, Address)
-             for row in rows]
+    items = [
+        msgspec.convert({k: v for k, v in row.items() if k != "sort_key"}, Address) for row in rows
+    ]
     has_next = more if not reverse else cursor is not None
     has_prev = (cursor is not None) if not reverse else more
     next_cursor = prev_cursor = None

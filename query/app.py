@@ -9,10 +9,10 @@ from typing import Annotated, Any
 import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Request, Response, get
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -63,7 +63,17 @@ class AgentInfo(msgspec.Struct, frozen=True):
     dropped: int | None
 
 
-Limit = Annotated[int, Parameter(ge=1, le=500, description="Rows per page.")]
+Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Rows per page.")]
+CursorParam = Annotated[str | None, QueryParameter(description="Opaque cursor of a previous page.")]
+StatusParam = Annotated[
+    str | None, QueryParameter(description="up, down, stopped or unknown; several comma-separated.")
+]
+TextParam = Annotated[
+    str | None, QueryParameter(description="Text in the container name, image or IP address.")
+]
+AgentParam = Annotated[str | None, QueryParameter(description="Only this agent's targets.")]
+TargetId = Annotated[int, PathParameter(description="The target's id.")]
+SortParam = Annotated[str, QueryParameter(description="name, status, latency or last_ok.")]
 
 
 def _filters(status: str | None, q: str | None, agent: str | None) -> Filters:
@@ -72,9 +82,12 @@ def _filters(status: str | None, q: str | None, agent: str | None) -> Filters:
         statuses = tuple(s.strip() for s in status.split(",") if s.strip())
         bad = [s for s in statuses if s not in STATUSES]
         if bad:
-            raise ApiError(400, "bad_parameter",
-                           f"unknown status {bad[0]!r}; expected one of {', '.join(STATUSES)}",
-                           "status")
+            raise ApiError(
+                400,
+                "bad_parameter",
+                f"unknown status {bad[0]!r}; expected one of {', '.join(STATUSES)}",
+                "status",
+            )
     if q is not None and len(q) > 200:
         raise ApiError(400, "bad_parameter", "q is longer than 200 characters", "q")
     if agent is not None and len(agent) > 256:
@@ -82,12 +95,22 @@ def _filters(status: str | None, q: str | None, agent: str | None) -> Filters:
     return Filters(statuses=statuses, q=q or "", agent=agent or "")
 
 
-async def _address_page(state: State, limit: int, cursor: str | None, status: str | None,
-                        q: str | None, agent: str | None, sort: str) -> AddressPage:
+async def _address_page(
+    state: State,
+    limit: int,
+    cursor: str | None,
+    status: str | None,
+    q: str | None,
+    agent: str | None,
+    sort: str,
+) -> AddressPage:
     if sort not in addresses.SORTS:
-        raise ApiError(400, "bad_parameter",
-                       f"unknown sort {sort[:40]!r}; expected one of {', '.join(addresses.SORTS)}",
-                       "sort")
+        raise ApiError(
+            400,
+            "bad_parameter",
+            f"unknown sort {sort[:40]!r}; expected one of {', '.join(addresses.SORTS)}",
+            "sort",
+        )
     filters = _filters(status, q, agent)
     try:
         position = addresses.parse_cursor(cursor, sort)
@@ -101,18 +124,18 @@ async def _address_page(state: State, limit: int, cursor: str | None, status: st
 async def list_addresses(
     state: State,
     limit: Limit = 50,
-    cursor: str | None = None,
-    status: Annotated[str | None, Parameter(description="up, down, stopped, unknown; comma-separated")] = None,
-    q: Annotated[str | None, Parameter(description="Text in the container name, image or IP.")] = None,
-    agent: str | None = None,
-    sort: Annotated[str, Parameter(description="name, status, latency or last_ok")] = "name",
+    cursor: CursorParam = None,
+    status: StatusParam = None,
+    q: TextParam = None,
+    agent: AgentParam = None,
+    sort: SortParam = "name",
 ) -> AddressPage:
     """Every address with its latest state, in keyset pages."""
     return await _address_page(state, limit, cursor, status, q, agent, sort)
 
 
 @get("/api/v1/targets/{target_id:int}", tags=["targets"])
-async def get_target(state: State, target_id: int) -> addresses.Address:
+async def get_target(state: State, target_id: TargetId) -> addresses.Address:
     """One target with its current state."""
     async with connection(state.pool) as conn:
         found = await addresses.one(conn, target_id)
@@ -122,8 +145,9 @@ async def get_target(state: State, target_id: int) -> addresses.Address:
 
 
 @get("/api/v1/targets/{target_id:int}/events", tags=["targets"])
-async def target_events(state: State, target_id: int, limit: Limit = 100,
-                        cursor: str | None = None) -> ProbePage:
+async def target_events(
+    state: State, target_id: TargetId, limit: Limit = 100, cursor: CursorParam = None
+) -> ProbePage:
     """A target's raw probe events, newest first, in keyset pages."""
     before = None
     if cursor:
@@ -134,12 +158,16 @@ async def target_events(state: State, target_id: int, limit: Limit = 100,
         except ValueError:
             raise ApiError(400, "bad_parameter", "malformed cursor", "cursor") from None
     async with connection(state.pool) as conn:
-        exists = await (await conn.execute(sql("target_exists"), {"target_id": target_id})).fetchone()
+        exists = await (
+            await conn.execute(sql("target_exists"), {"target_id": target_id})
+        ).fetchone()
         if exists is None:
             raise ApiError(404, "not_found", f"no target {target_id}", "target_id")
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql("target_events_page"),
-                              {"target_id": target_id, "before": before, "limit": limit + 1})
+            await cur.execute(
+                sql("target_events_page"),
+                {"target_id": target_id, "before": before, "limit": limit + 1},
+            )
             rows = await cur.fetchall()
     items = [msgspec.convert(row, ProbeRecord) for row in rows[:limit]]
     next_cursor = encode_time_cursor(items[-1].time.isoformat()) if len(rows) > limit else None
@@ -158,11 +186,11 @@ async def list_agents(state: State) -> list[AgentInfo]:
 async def addresses_page(
     state: State,
     limit: Limit = 50,
-    cursor: str | None = None,
-    status: str | None = None,
-    q: str | None = None,
-    agent: str | None = None,
-    sort: str = "name",
+    cursor: CursorParam = None,
+    status: StatusParam = None,
+    q: TextParam = None,
+    agent: AgentParam = None,
+    sort: SortParam = "name",
 ) -> Template:
     """The status table, for people."""
     result = await _address_page(state, limit, cursor, status, q, agent, sort)
@@ -170,8 +198,13 @@ async def addresses_page(
         template_name="addresses.html",
         context={
             "page": result,
-            "filters": {"status": status or "", "q": q or "", "agent": agent or "",
-                        "sort": sort, "limit": limit},
+            "filters": {
+                "status": status or "",
+                "q": q or "",
+                "agent": agent or "",
+                "sort": sort,
+                "limit": limit,
+            },
             "statuses": STATUSES,
             "sorts": list(addresses.SORTS),
         },
@@ -225,13 +258,24 @@ def _read_token_guard(settings: Settings) -> Any:
     token = settings.query.token
 
     async def before_request(request: Request[Any, Any, Any]) -> None:
-        if not token or request.url.path in ("/healthz",) or request.url.path.startswith("/static/"):
+        if (
+            not token
+            or request.url.path in ("/healthz",)
+            or request.url.path.startswith("/static/")
+        ):
             return
-        given = tokens.bearer(request.headers.get("authorization")) or request.cookies.get(
-            "dockping_token") or request.query_params.get("token")
+        given = (
+            tokens.bearer(request.headers.get("authorization"))
+            or request.cookies.get("dockping_token")
+            or request.query_params.get("token")
+        )
         if given is None or not tokens.same(given, token):
-            raise ApiError(401, "unauthorized", "a read token is required (query.token)",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a read token is required (query.token)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     return before_request
 
@@ -245,15 +289,20 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
     return Litestar(
         route_handlers=[
-            list_addresses, get_target, target_events, list_agents, addresses_page, index,
-            metrics, healthz,
-            create_static_files_router(path="/static", directories=[HERE / "static"],
-                                       include_in_schema=False),
+            list_addresses,
+            get_target,
+            target_events,
+            list_agents,
+            addresses_page,
+            index,
+            metrics,
+            healthz,
+            create_static_files_router(
+                path="/static", directories=[HERE / "static"], include_in_schema=False
+            ),
         ],
         lifespan=[pool_lifespan(database_url, settings.database.pool_size, "query")],
-        template_config=TemplateConfig(
-            engine=JinjaTemplateEngine.from_environment(environment)
-        ),
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment)),
         before_request=_read_token_guard(settings),
         after_request=_security_headers(settings),
         exception_handlers=EXCEPTION_HANDLERS,

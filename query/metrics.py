@@ -16,15 +16,24 @@ def _label(value: object) -> str:
 
 def exposition(rows: Iterable[Mapping[str, Any]]) -> bytes:
     """The text format for a set of latest_state rows."""
-    up = ["# HELP dockping_target_up Whether the last probe of the target succeeded.",
-          "# TYPE dockping_target_up gauge"]
-    latency = ["# HELP dockping_target_latency_seconds Connect time of the last successful probe.",
-               "# TYPE dockping_target_latency_seconds gauge"]
+    up = [
+        "# HELP dockping_target_up Whether the last probe of the target succeeded.",
+        "# TYPE dockping_target_up gauge",
+    ]
+    latency = [
+        "# HELP dockping_target_latency_seconds Connect time of the last successful probe.",
+        "# TYPE dockping_target_latency_seconds gauge",
+    ]
     for row in rows:
         labels = ",".join(
             f'{name}="{_label(row[key])}"'
-            for name, key in (("agent", "agent"), ("container", "container_name"), ("ip", "ip"),
-                              ("port", "port"), ("protocol", "protocol"))
+            for name, key in (
+                ("agent", "agent"),
+                ("container", "container_name"),
+                ("ip", "ip"),
+                ("port", "port"),
+                ("protocol", "protocol"),
+            )
         )
         up.append(f"dockping_target_up{{{labels}}} {1 if row['status'] == 'up' else 0}")
         if row["latency_ms"] is not None:

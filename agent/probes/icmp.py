@@ -39,8 +39,9 @@ def _echo_request(ident: int, sequence: int, v6: bool) -> bytes:
 async def probe_icmp(target: Target) -> None:
     """Send one echo request and wait for its reply."""
     v6 = ":" in target.ip
-    family, proto = (socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6 else (socket.AF_INET,
-                                                                         socket.IPPROTO_ICMP)
+    family, proto = (
+        (socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6 else (socket.AF_INET, socket.IPPROTO_ICMP)
+    )
     sock = socket.socket(family, socket.SOCK_DGRAM, proto)
     sock.setblocking(False)
     loop = asyncio.get_running_loop()

@@ -68,7 +68,7 @@ SELECT t.target_id,
        s.consecutive_failures,
        le.error AS last_error,
        s.last_error_at,
-       cs.action = 'destroy' AS removed
+       coalesce(cs.action = 'destroy', false) AS removed
 FROM targets t
 JOIN containers c USING (container_key)
 JOIN agents a USING (agent_id)

@@ -1,0 +1,46 @@
+# dockping: `make run` starts everything; `make test` runs the tests.
+# Needs only python3 (3.11+) and make; uv is fetched from PyPI into .tools when missing.
+
+PYTHON ?= python3
+UV := .tools/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench up down soak clean help
+
+help:
+	@echo "make run    - the whole system on an embedded PostgreSQL (http://127.0.0.1:8081/addresses)"
+	@echo "make test   - every test (Docker tests skip, with the reason, where no engine runs)"
+	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - benchmarks, each as a ratio to a baseline measured in the same run"
+	@echo "make up     - the docker compose deployment on TimescaleDB, with the demo targets"
+
+$(UV):
+	@$(PYTHON) scripts/bootstrap_uv.py .tools >/dev/null
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+run: .venv/.synced
+	.venv/bin/dockping up
+
+test: .venv/.synced
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: .venv/.synced
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+bench: .venv/.synced
+	.venv/bin/python -m bench
+
+up:
+	docker compose --profile demo up -d --build
+
+down:
+	docker compose --profile demo down
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""Shared fixtures: a real PostgreSQL server, a migrated template, a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from db.embedded import EmbeddedPostgres
+from db.migrate import migrate
+from dockping.settings import Settings, load
+
+TEMPLATE = "dockping_template"
+pytest_plugins = ["tests.docker_support"]
+
+
+def _replace_database(url: str, name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """The agent and services run on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server: DOCKPING_TEST_DATABASE_URL, or the embedded one in a temp dir."""
+    external = os.environ.get("DOCKPING_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    server.start()
+    try:
+        yield server.url_for("postgres")
+    finally:
+        server.stop()
+
+
+def make_template(admin_url: str, name: str, backend: str) -> str:
+    """Create a database migrated for one backend, to copy per test."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _replace_database(admin_url, name)
+    migrate(url, backend)
+    return url
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_admin_url: str) -> str:
+    """The plain-PostgreSQL template database."""
+    return make_template(pg_admin_url, TEMPLATE, "postgres")
+
+
+def fresh_database(admin_url: str, template: str) -> tuple[str, str]:
+    """A new database copied from a template; returns its name and URL."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name, _replace_database(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop a test database, whoever is still connected."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name, url = fresh_database(pg_admin_url, TEMPLATE)
+    try:
+        yield url
+    finally:
+        drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with no schema at all."""
+    name = f"e_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _replace_database(pg_admin_url, name)
+    finally:
+        drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Default settings with data_dir in a temp dir and a known token."""
+    return load(
+        None, {"DOCKPING_DATA_DIR": str(tmp_path / "data"), "DOCKPING_INGEST__TOKEN": "test-token"}
+    )

@@ -1,0 +1,135 @@
+"""Migrations: applied in order on an empty database, once, safely in parallel."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from db.connector import SchemaError
+from db.migrate import check_schema, latest_version, migrate, migrations
+
+
+def tables(url: str) -> set[str]:
+    """Ordinary and partitioned tables of the public schema."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_migrations_build_the_schema_on_an_empty_database(empty_database_url: str) -> None:
+    """Every table, view and function exists after migrating an empty database."""
+    backend, applied = migrate(empty_database_url, "postgres")
+    assert backend == "postgres"
+    assert applied == [m.version for m in migrations("postgres")]
+    assert {
+        "agents",
+        "containers",
+        "targets",
+        "probe_events",
+        "container_events",
+        "heartbeats",
+        "target_state",
+        "container_state",
+        "agent_state",
+        "dockping_migrations",
+    } <= tables(empty_database_url)
+    with psycopg.connect(empty_database_url) as conn:
+        views = {
+            r[0]
+            for r in conn.execute(
+                "SELECT viewname FROM pg_views WHERE schemaname = 'public'"
+            ).fetchall()
+        }
+        kind = conn.execute(
+            "SELECT relkind FROM pg_class WHERE relname = 'probe_events'"
+        ).fetchone()
+    assert {"latest_state", "probe_history", "container_history"} <= views
+    assert kind == ("p",)  # range-partitioned by time
+
+
+def test_every_unique_index_on_event_tables_includes_time(empty_database_url: str) -> None:
+    """Event tables are ready to become hypertables: each unique index has the time column."""
+    migrate(empty_database_url, "postgres")
+    with psycopg.connect(empty_database_url) as conn:
+        rows = conn.execute(
+            "SELECT t.relname, i.indexrelid::regclass::text,"
+            " bool_or(a.attname = 'time')"
+            " FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid"
+            " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(i.indkey)"
+            " WHERE i.indisunique AND t.relname IN ('probe_events', 'container_events', 'heartbeats')"
+            " GROUP BY 1, 2"
+        ).fetchall()
+    assert rows
+    assert all(has_time for _, _, has_time in rows)
+
+
+def test_migrating_twice_applies_nothing_the_second_time(empty_database_url: str) -> None:
+    """Applied migrations are recorded and skipped."""
+    migrate(empty_database_url, "postgres")
+    _, applied = migrate(empty_database_url, "postgres")
+    assert applied == []
+
+
+def test_two_processes_migrating_at_once_are_safe(empty_database_url: str) -> None:
+    """The advisory lock lets one apply and the other find everything done."""
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(migrate(empty_database_url, "postgres")[1])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(len(r) for r in results) == [0, 0, len(migrations("postgres"))]
+
+
+def test_a_newer_schema_is_refused(empty_database_url: str) -> None:
+    """A database migrated by a newer dockping is not touched by this one."""
+    migrate(empty_database_url, "postgres")
+    with psycopg.connect(empty_database_url) as conn:
+        conn.execute(
+            "INSERT INTO dockping_migrations (version, name, backend)"
+            " VALUES (%s, 'future', 'postgres')",
+            (latest_version() + 1,),
+        )
+    with pytest.raises(SchemaError, match="newer"):
+        migrate(empty_database_url, "postgres")
+    with psycopg.connect(empty_database_url) as conn, pytest.raises(SchemaError, match="newer"):
+        check_schema(conn)
+
+
+def test_a_missing_schema_is_named(empty_database_url: str) -> None:
+    """Services refuse to start on a database that was never migrated."""
+    with psycopg.connect(empty_database_url) as conn, pytest.raises(SchemaError):
+        check_schema(conn)
+
+
+def test_partitions_are_made_ahead_and_dropped_whole(empty_database_url: str) -> None:
+    """dockping_ensure_partitions makes aligned partitions; dropping removes whole ones only."""
+    migrate(empty_database_url, "postgres")
+    with psycopg.connect(empty_database_url) as conn:
+        made = conn.execute(
+            "SELECT dockping_ensure_partitions('2026-01-01', '2026-01-03', '1 day')"
+        ).fetchone()
+        assert made == (6,)  # two days of three tables
+        conn.execute("INSERT INTO agents (name) VALUES ('a')")
+        conn.execute(
+            "INSERT INTO probe_events VALUES ('2026-01-01 12:00+00', 1, 5),"
+            " ('2026-01-02 12:00+00', 1, 5)"
+        )
+        dropped = conn.execute("SELECT dockping_drop_partitions('2026-01-02 06:00+00')").fetchone()
+        assert dropped == (3,)  # only the first day, which ended before the cutoff
+        left = conn.execute("SELECT count(*) FROM probe_events").fetchone()
+    assert left == (1,)

@@ -1,0 +1,66 @@
+"""Probes on real sockets: a listener is up, a closed port is refused, a hung one times out."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import pytest
+
+from agent.probing import classify, run_probe
+from agent.targets import Target
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_listening_port_succeeds_with_a_latency() -> None:
+    """A connect to a listener on 127.0.0.1:0 succeeds and is timed."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        result = await run_probe(Target("c", "127.0.0.1", port, "tcp"), 2.0)
+    assert result.ok
+    assert result.error is None
+    assert result.latency_ms is not None
+    assert result.latency_ms >= 0
+
+
+async def test_a_closed_port_is_refused() -> None:
+    """Nothing listens: the probe fails with `refused`."""
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+    result = await run_probe(Target("c", "127.0.0.1", port, "tcp"), 2.0)
+    assert (result.ok, result.error, result.latency_ms) == (False, "refused", None)
+
+
+async def test_a_full_backlog_times_out() -> None:
+    """A listener that never accepts, with its backlog full, makes the probe time out."""
+    held = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        # Fill the accept queue so that further SYNs are dropped.
+        for _ in range(8):
+            client = socket.socket()
+            client.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                client.connect(("127.0.0.1", port))
+            held.append(client)
+        result = await run_probe(Target("c", "127.0.0.1", port, "tcp"), 0.3)
+    for client in held:
+        client.close()
+    assert (result.ok, result.error) == (False, "timeout")
+
+
+def test_errors_are_classified() -> None:
+    """OS errors map to the contract's error kinds."""
+    import errno
+
+    assert classify(ConnectionRefusedError()) == "refused"
+    assert classify(TimeoutError()) == "timeout"
+    assert classify(OSError(errno.EHOSTUNREACH, "x")) == "unreachable"
+    assert classify(ConnectionResetError()) == "reset"
+    assert classify(ValueError()) == "other"

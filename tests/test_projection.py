@@ -1,0 +1,161 @@
+"""The latest-state projection is order-independent and equals a rebuild from the events."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from db.append import EventWriter
+from db.rebuild import rebuild
+from dockping.contract import Batch, ProbeEvent
+from dockping.projection import Probe, TargetState, encode_latency, fold
+
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+_agents = itertools.count()
+
+outcome = st.one_of(
+    st.floats(0, 500, allow_nan=False).map(lambda ms: (True, round(ms, 3), None)),
+    st.sampled_from(["refused", "timeout", "unreachable", "reset", "other"]).map(
+        lambda e: (False, None, e)
+    ),
+)
+
+
+def reference(events: list[tuple[int, datetime, int]]) -> dict[int, TargetState]:
+    """The plain fold of the sorted, de-duplicated events: what the store must hold."""
+    by_target: dict[int, dict[datetime, int]] = {}
+    for target, time, latency in events:
+        by_target.setdefault(target, {})[time] = latency
+    result = {}
+    for target, probes in by_target.items():
+        state = fold(None, [Probe(t, v) for t, v in probes.items()])
+        assert state is not None
+        result[target] = state
+    return result
+
+
+def test_fold_tracks_status_since_and_failures() -> None:
+    """A worked example of the fold."""
+    t = [BASE + timedelta(seconds=s) for s in range(5)]
+    state = fold(None, [Probe(t[0], 100), Probe(t[1], -1), Probe(t[2], -2), Probe(t[3], 50)])
+    assert state == TargetState(t[3], 50, t[3], t[3], 0, 2, t[2])
+    state = fold(state, [Probe(t[4], -1)])
+    assert state is not None
+    assert (state.status_since, state.consecutive_failures, state.last_ok_at) == (t[4], 1, t[3])
+
+
+@pytest.fixture(scope="module")
+def projection_db(pg_admin_url: str, template_url: str):  # type: ignore[no-untyped-def]
+    """One database for every example; each example uses agents of its own."""
+    from tests.conftest import TEMPLATE, drop_database, fresh_database
+
+    name, url = fresh_database(pg_admin_url, TEMPLATE)
+    yield url
+    drop_database(pg_admin_url, name)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    # One outcome per identity: a duplicate is the same event sent again.
+    data=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 300), outcome),
+        min_size=1,
+        max_size=60,
+        unique_by=lambda item: (item[0], item[1]),
+    ),
+    seed=st.randoms(use_true_random=False),
+    batches=st.integers(1, 6),
+    duplicate_share=st.floats(0, 1),
+)
+def test_any_order_batching_and_duplication_give_the_same_state(
+    projection_db: str,
+    data: list[tuple[int, int, tuple[bool, float | None, str | None]]],
+    seed: random.Random,
+    batches: int,
+    duplicate_share: float,
+) -> None:
+    """Shuffled, re-sent, arbitrarily batched events give the fold of the sorted unique ones."""
+    agent = f"prop-{next(_agents)}"
+    events = [
+        ProbeEvent(
+            time=BASE + timedelta(seconds=second),
+            container_id=f"c{target}",
+            ip="10.0.0.1",
+            port=80,
+            ok=ok,
+            latency_ms=latency,
+            error=error,
+        )  # type: ignore[arg-type]
+        for target, second, (ok, latency, error) in data
+    ]
+    sent = events + [e for e in events if seed.random() < duplicate_share]
+    seed.shuffle(sent)
+    cuts = sorted(seed.sample(range(1, len(sent)), min(batches - 1, len(sent) - 1)))
+    chunks = [sent[a:b] for a, b in zip([0, *cuts], [*cuts, len(sent)], strict=True)]
+
+    async def run() -> None:
+        writer = EventWriter("postgres", 86400)
+        async with await psycopg.AsyncConnection.connect(projection_db) as conn:
+            for chunk in chunks:
+                await writer.append(conn, Batch(agent=agent, events=list(chunk)))
+
+    anyio.run(run)
+    with psycopg.connect(projection_db) as conn:
+        rows = conn.execute(
+            "SELECT c.container_id, s.last_probe_at, s.latency_us, s.last_ok_at, s.status_since,"
+            " s.consecutive_failures, s.last_error, s.last_error_at"
+            " FROM target_state s JOIN targets USING (target_id) JOIN containers c USING (container_key)"
+            " JOIN agents a USING (agent_id) WHERE a.name = %s",
+            (agent,),
+        ).fetchall()
+    stored = {int(row[0][1:]): TargetState(*row[1:]) for row in rows}
+    expected = reference(
+        [
+            (int(e.container_id[1:]), e.time, encode_latency(e.ok, e.latency_ms, e.error))
+            for e in events
+        ]
+    )
+    assert expected == stored
+
+
+def test_rebuild_equals_the_incremental_projection(projection_db: str) -> None:
+    """`dockping rebuild` refolds every target to exactly what ingest maintained."""
+    rng = random.Random(7)
+    agent = "rebuild-check"
+    events = [
+        ProbeEvent(
+            time=BASE + timedelta(seconds=rng.randrange(0, 3000)),
+            container_id=f"r{rng.randrange(5)}",
+            ip="10.0.0.9",
+            port=rng.choice([80, 81]),
+            ok=(ok := rng.random() < 0.7),
+            latency_ms=1.0 if ok else None,
+            error=None if ok else "timeout",
+        )
+        for _ in range(400)
+    ]
+
+    async def run() -> None:
+        writer = EventWriter("postgres", 86400)
+        async with await psycopg.AsyncConnection.connect(projection_db) as conn:
+            for start in range(0, len(events), 37):
+                await writer.append(conn, Batch(agent=agent, events=events[start : start + 37]))
+
+    anyio.run(run)
+    query = "SELECT * FROM target_state ORDER BY target_id"
+    with psycopg.connect(projection_db) as conn:
+        before = conn.execute(query).fetchall()
+    counts = rebuild(projection_db)
+    with psycopg.connect(projection_db) as conn:
+        after = conn.execute(query).fetchall()
+    assert counts["targets"] == len(before)
+    assert before == after
