@@ -17,7 +17,9 @@ from bench import Figure
 def main(names: list[str]) -> int:
     """Run the benchmarks; return 1 when one of them failed to run."""
     modules = sorted(
-        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_")
+        m.name
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if not m.name.startswith("_")
     )
     chosen = names or modules
     failed = 0
