@@ -13,6 +13,7 @@ help:
 	@echo "make test   - every test (Docker tests skip, with the reason, where no engine runs)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - benchmarks, each as a ratio to a baseline measured in the same run"
+	@echo "make soak   - an hour of load after the chaos faults: memory growth of each process"
 	@echo "make up     - the docker compose deployment on TimescaleDB, with the demo targets"
 
 $(UV):
@@ -36,11 +37,22 @@ lint: .venv/.synced
 bench: .venv/.synced
 	.venv/bin/python -m bench
 
-up:
-	docker compose --profile demo up -d --build
+# About an hour, not in CI: the chaos rig under load, then memory growth of each process.
+soak: .venv/.synced
+	.venv/bin/python -m bench.soak
+
+# The compose plugin where there is one, else Debian's docker-compose.
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+up: .env
+	$(COMPOSE) --profile demo up -d --build
 
 down:
-	docker compose --profile demo down
+	$(COMPOSE) --profile demo down
+
+.env:
+	@echo "make up: no .env yet: cp .env.example .env, then set its secrets" >&2
+	@exit 1
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -7,10 +7,12 @@ import signal
 import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 
 from agent.discovery import Discovery
+from agent.identity_log import IdentityLog
 from agent.probes import icmp_available
 from agent.probing import ProbeResult
 from agent.scheduler import Scheduler
@@ -36,14 +38,18 @@ class Agent:
         config = settings.agent
         self.agent_id = config.id or socket.gethostname()
         token = config.token or tokens.shared_token(settings.ingest.token, settings.data_path)
-        self.shipper = Shipper(config, self.agent_id, token, settings.data_path / "spool")
+        self.identities = IdentityLog(Path(config.identity_log)) if config.identity_log else None
+        self.shipper = Shipper(
+            config, self.agent_id, token, settings.data_path / "spool", self.identities
+        )
+        self.icmp = icmp_available()
         self.scheduler = Scheduler(
             config.probe_interval, config.probe_timeout, config.concurrency, self._on_result
         )
         self.discovery = Discovery(
             docker_url(config.docker_url),
             config.resync_interval,
-            icmp_available(),
+            self.icmp,
             self._on_container,
             self._on_lifecycle,
         )
@@ -76,7 +82,8 @@ class Agent:
         previous = self._last_ok.get(target.key)
         self._last_ok[target.key] = result.ok
         if previous is None or previous != result.ok:
-            log.info(
+            # The first result of every target is news only when debugging; a change always is.
+            (log.debug if previous is None else log.info)(
                 "probe.changed" if previous is not None else "probe.first",
                 container=target.container_name,
                 ip=target.ip,
@@ -99,9 +106,13 @@ class Agent:
         )
 
     async def _heartbeats(self) -> None:
+        # The first one once Docker answered (or did not, within a few seconds), so that it
+        # says how things are rather than that nothing is known yet.
+        with anyio.move_on_after(min(5.0, self.settings.agent.resync_interval)):
+            await self.discovery.resynced.wait()
         while True:
+            self.shipper.add(self.heartbeat(), urgent=True)
             await anyio.sleep(self.settings.agent.resync_interval)
-            self.shipper.add(self.heartbeat())
 
     async def run(self) -> None:
         """Run until SIGTERM or SIGINT, then flush within the shutdown deadline."""
@@ -110,14 +121,20 @@ class Agent:
             agent=self.agent_id,
             docker=self.discovery.docker_url,
             ingest=self.settings.agent.ingest_url,
+            spool_bytes=self.shipper.spool.size(),
         )
+        if not self.icmp:
+            log.info(
+                "icmp.unavailable",
+                reason="net.ipv4.ping_group_range allows no unprivileged ICMP socket to this"
+                " process: containers without a TCP port get no probe",
+            )
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with anyio.create_task_group() as group:
                 group.start_soon(self.discovery.run)
                 group.start_soon(self.scheduler.run)
                 group.start_soon(self.shipper.run)
                 group.start_soon(self._heartbeats)
-                self.shipper.add(self.heartbeat())
                 async for signum in signals:
                     log.info("agent.stopping", signal=signal.Signals(signum).name)
                     group.cancel_scope.cancel()
@@ -127,4 +144,13 @@ class Agent:
         self.shipper.add(self.heartbeat())
         with anyio.CancelScope(shield=True):
             sent = await self.shipper.flush(deadline)
-        log.info("agent.stopped", flushed=sent, spool_bytes=self.shipper.spool.size())
+        log.info(
+            "agent.stopped",
+            flushed=sent,
+            sent=self.shipper.sent,
+            spool_bytes=self.shipper.spool.size(),
+            dropped=self.shipper.dropped,
+        )
+        self.shipper.spool.close()
+        if self.identities is not None:
+            self.identities.close()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import anyio
 
 from agent.probes import REGISTRY
 from agent.targets import Target
@@ -55,13 +54,27 @@ def classify(exc: BaseException) -> ErrorKind:
 
 async def run_probe(target: Target, timeout: float) -> ProbeResult:
     """Probe a target once within `timeout` seconds."""
-    probe = REGISTRY[target.protocol]
     when = datetime.now(UTC)
     started = time.perf_counter_ns()
     try:
-        with anyio.fail_after(timeout):
-            await probe(target)
+        async with asyncio.timeout(timeout):
+            await REGISTRY[target.protocol](target)
     except Exception as exc:
         return ProbeResult(when, False, None, classify(exc))
-    elapsed_us = (time.perf_counter_ns() - started) // 1000
-    return ProbeResult(when, True, elapsed_us / 1000, None)
+    return ProbeResult(when, True, (time.perf_counter_ns() - started) // 1000 / 1000, None)
+
+
+async def probe_until_cancelled(target: Target) -> ProbeResult:
+    """Probe a target once, with no deadline of its own: the caller cancels it at its deadline."""
+    when = datetime.now(UTC)
+    started = time.perf_counter_ns()
+    try:
+        await REGISTRY[target.protocol](target)
+    except Exception as exc:
+        return ProbeResult(when, False, None, classify(exc))
+    return ProbeResult(when, True, (time.perf_counter_ns() - started) // 1000 / 1000, None)
+
+
+def timed_out(when: datetime) -> ProbeResult:
+    """The result of a probe cancelled at its deadline."""
+    return ProbeResult(when, False, None, "timeout")

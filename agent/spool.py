@@ -7,6 +7,7 @@ never misread. The read position lives in a small file, replaced atomically.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -24,27 +25,37 @@ def frame(payload: bytes) -> bytes:
     return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
+def iter_records(data: bytes, offset: int = 0) -> Iterator[tuple[bytes, int]]:
+    """Whole, valid records from offset on, each with the offset just after it.
+
+    Iteration stops at the first record that is cut short or damaged.
+    """
+    view = memoryview(data)
+    while offset + HEADER.size <= len(data):
+        magic, length, crc = HEADER.unpack_from(data, offset)
+        start = offset + HEADER.size
+        if magic != MAGIC or length > _MAX_RECORD or start + length > len(data):
+            return
+        payload = bytes(view[start : start + length])
+        if zlib.crc32(payload) != crc:
+            return
+        offset = start + length
+        yield payload, offset
+
+
 def unframe(data: bytes) -> tuple[list[bytes], int]:
     """Read whole, valid records from the start of data; return them and the bytes used.
 
     Reading stops at the first record that is cut short or damaged.
     """
     records: list[bytes] = []
-    offset = 0
-    while offset + HEADER.size <= len(data):
-        magic, length, crc = HEADER.unpack_from(data, offset)
-        start = offset + HEADER.size
-        if magic != MAGIC or length > _MAX_RECORD or start + length > len(data):
-            break
-        payload = data[start : start + length]
-        if zlib.crc32(payload) != crc:
-            break
+    used = 0
+    for payload, used in iter_records(data):  # noqa: B007 - `used` is read after the loop
         records.append(payload)
-        offset = start + length
-    return records, offset
+    return records, used
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Position:
     """Where a record starts: a segment number and an offset in it."""
 
@@ -53,19 +64,30 @@ class Position:
 
 
 class Spool:
-    """Append records; read them from the oldest unacknowledged one; acknowledge them."""
+    """Append records; read them from the oldest unacknowledged one; acknowledge them.
+
+    `on_drop` is told of every record dropped unread because the spool was full, and
+    returns how many items (events) it held; their total is `dropped`.
+    """
 
     def __init__(
-        self, directory: Path, max_bytes: int, count: Callable[[bytes], int] = lambda payload: 1
+        self,
+        directory: Path,
+        max_bytes: int,
+        on_drop: Callable[[bytes], int] = lambda payload: 1,
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
-        self.count = count
+        self.on_drop = on_drop
         self.dropped = 0
         """Items (events) in records dropped because the spool was full."""
+        # Whole segments are dropped: keep them small next to the bound, so that it holds.
+        self.segment_bytes = min(SEGMENT_BYTES, max(4096, max_bytes // 8))
         directory.mkdir(parents=True, exist_ok=True)
+        self._ack_fd: int | None = None
         self._ack = self._read_ack()
         self._repair_tail()
+        self._sizes = {s: self._path(s).stat().st_size for s in self._segments()}
 
     def _segments(self) -> list[int]:
         return sorted(int(p.stem) for p in self.directory.glob("*.seg") if p.stem.isdigit())
@@ -82,10 +104,18 @@ class Spool:
             return Position(segments[0] if segments else 0, 0)
 
     def _write_ack(self, position: Position) -> None:
-        tmp = self.directory / "ack.tmp"
-        tmp.write_text(f"{position.segment} {position.offset}\n")
-        tmp.replace(self.directory / "ack")
+        # One small write in place, not a rename: acks are frequent, and a write of a few
+        # bytes at offset 0 is not torn by a crash of the process.
+        if self._ack_fd is None:
+            self._ack_fd = os.open(self.directory / "ack", os.O_RDWR | os.O_CREAT, 0o644)
+        os.pwrite(self._ack_fd, f"{position.segment:020d} {position.offset:020d}\n".encode(), 0)
         self._ack = position
+
+    def close(self) -> None:
+        """Close the ack file."""
+        if self._ack_fd is not None:
+            os.close(self._ack_fd)
+            self._ack_fd = None
 
     def _repair_tail(self) -> None:
         # A crash mid-append leaves a partial record at the end of the last segment: cut it.
@@ -100,58 +130,64 @@ class Spool:
                 handle.truncate(used)
 
     def size(self) -> int:
+        """Bytes of records not acknowledged yet: the spool's depth."""
+        return sum(
+            size - (self._ack.offset if segment == self._ack.segment else 0)
+            for segment, size in self._sizes.items()
+            if segment >= self._ack.segment
+        )
+
+    def disk_bytes(self) -> int:
         """Bytes on disk, acknowledged records of the first segment included."""
-        return sum(self._path(s).stat().st_size for s in self._segments())
+        return sum(self._sizes.values())
 
     def append(self, payload: bytes) -> None:
         """Append one record; drop the oldest segments beyond max_bytes."""
-        segments = self._segments()
-        segment = segments[-1] if segments else self._ack.segment
-        path = self._path(segment)
-        if path.exists() and path.stat().st_size >= SEGMENT_BYTES:
+        segment = max(self._sizes, default=self._ack.segment)
+        if self._sizes.get(segment, 0) >= self.segment_bytes:
             segment += 1
-            path = self._path(segment)
-        with path.open("ab") as handle:
-            handle.write(frame(payload))
+        record = frame(payload)
+        with self._path(segment).open("ab") as handle:
+            handle.write(record)
+        self._sizes[segment] = self._sizes.get(segment, 0) + len(record)
         self._enforce_limit()
 
     def _enforce_limit(self) -> None:
-        segments = self._segments()
-        while len(segments) > 1 and self.size() > self.max_bytes:
-            oldest = segments.pop(0)
+        while len(self._sizes) > 1 and self.disk_bytes() > self.max_bytes:
+            oldest = min(self._sizes)
             if oldest >= self._ack.segment:
-                dropped, _ = unframe(
-                    self._path(oldest).read_bytes()[
-                        self._ack.offset if oldest == self._ack.segment else 0 :
-                    ]
-                )
-                self.dropped += sum(self.count(payload) for payload in dropped)
+                start = self._ack.offset if oldest == self._ack.segment else 0
+                data = self._path(oldest).read_bytes()
+                self.dropped += sum(self.on_drop(p) for p, _ in iter_records(data, start))
             self._path(oldest).unlink(missing_ok=True)
+            del self._sizes[oldest]
             if self._ack.segment <= oldest:
-                self._write_ack(Position(segments[0], 0))
+                self._write_ack(Position(min(self._sizes), 0))
 
     def pending(self) -> Iterator[tuple[bytes, Position]]:
         """Unacknowledged records, oldest first, each with the position after it."""
-        for segment in self._segments():
+        for segment in sorted(self._sizes):
             if segment < self._ack.segment:
                 continue
             start = self._ack.offset if segment == self._ack.segment else 0
-            data = self._path(segment).read_bytes()[start:]
-            records, _ = unframe(data)
-            offset = start
-            for payload in records:
-                offset += HEADER.size + len(payload)
-                yield payload, Position(segment, offset)
+            try:
+                with self._path(segment).open("rb") as handle:
+                    handle.seek(start)
+                    data = handle.read()
+            except FileNotFoundError:
+                continue  # dropped by the size limit since we listed it
+            for payload, end in iter_records(data):
+                yield payload, Position(segment, start + end)
 
     def ack(self, position: Position) -> None:
         """Acknowledge every record before position; delete segments wholly acknowledged."""
         self._write_ack(position)
-        segments = self._segments()
-        for segment in segments:
-            path = self._path(segment)
+        newest = max(self._sizes, default=position.segment)
+        for segment in sorted(self._sizes):
             if segment < position.segment or (
                 segment == position.segment
-                and segment != segments[-1]
-                and position.offset >= path.stat().st_size
+                and segment != newest
+                and position.offset >= self._sizes[segment]
             ):
-                path.unlink(missing_ok=True)
+                self._path(segment).unlink(missing_ok=True)
+                del self._sizes[segment]

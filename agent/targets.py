@@ -52,6 +52,11 @@ class Container:
     """Why the container has no targets, when it has none."""
 
 
+def disabled(labels: dict[str, str]) -> bool:
+    """Whether the label dockping.enable turns a container off."""
+    return labels.get(ENABLE_LABEL, "").strip().lower() in ("false", "0", "no", "off")
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -136,7 +141,7 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
             interval = None
     targets: list[Target] = []
     host_mode = str(_dict(inspect.get("HostConfig")).get("NetworkMode") or "") == "host"
-    if labels.get(ENABLE_LABEL, "").strip().lower() in ("false", "0", "no", "off"):
+    if disabled(labels):
         note = f"disabled by the label {ENABLE_LABEL}"
     elif not running:
         note = "not running"

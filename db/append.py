@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import msgspec
 import psycopg
@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 
 from db.queries import sql
 from dockping.contract import Batch, ContainerEvent, HeartbeatEvent, ProbeEvent
-from dockping.projection import Probe, TargetState, encode_latency, fold
+from dockping.projection import TargetState, encode_latency
 
 # A NOTIFY payload must stay under 8000 bytes; past this many ids listeners reload everything.
 _NOTIFY_MAX_IDS = 500
@@ -86,6 +86,8 @@ class EventWriter:
         new_targets: dict[TargetKey, int] = {}
         async with conn.transaction():
             agent_id = await self._agent_id(conn, batch.agent, new_agents)
+            # Batches of one agent, and so of one target, fold one after the other.
+            await conn.execute(sql("lock_agent"), {"agent_id": agent_id})
             keys = await self._container_keys(conn, agent_id, probes, lifecycle, new_containers)
             accepted_probes, changed_targets = await self._append_probes(
                 conn, probes, keys, new_targets
@@ -225,43 +227,24 @@ class EventWriter:
             return 0, set()
         target_ids = await self._target_ids(conn, probes, keys, made)
         cursor = await conn.execute(
-            sql("insert_probes"),
+            _append_query(self.backend),
             {
                 "times": [p.time for p in probes],
                 "target_ids": target_ids,
                 "latencies": [encode_latency(p.ok, p.latency_ms, p.error) for p in probes],
             },
+            # A generic plan, which psycopg would prepare after a few runs, guesses the batch
+            # size and is several times slower: plan each batch afresh.
+            prepare=False,
         )
-        new: dict[int, list[Probe]] = defaultdict(list)
-        for target_id, time, latency_us in await cursor.fetchall():
-            new[target_id].append(Probe(time, latency_us))
-        if new:
-            await self._update_states(conn, new)
-        return sum(len(v) for v in new.values()), set(new)
-
-    async def _update_states(
-        self, conn: psycopg.AsyncConnection, new: dict[int, list[Probe]]
-    ) -> None:
-        ids = sorted(new)
-        await conn.execute(sql("lock_targets"), {"target_ids": ids})
-        cursor = await conn.execute(sql("select_target_states"), {"target_ids": ids})
-        stored = {row[0]: TargetState(*row[1:]) for row in await cursor.fetchall()}
-        folded: dict[int, TargetState] = {}
-        late: list[int] = []
-        for target_id in ids:
-            state = stored.get(target_id)
-            probes = new[target_id]
-            if state is not None and min(probes).time <= state.last_probe_at:
-                late.append(target_id)  # an event from the past: refold from the store
-                continue
-            result = fold(state, probes)
-            assert result is not None
-            folded[target_id] = result
+        rows = await cursor.fetchall()
+        late = sorted(target_id for target_id, _, is_late in rows if is_late)
         if late:
+            # An event older than the state: refold those targets from their events.
             cursor = await conn.execute(sql("rebuild_target_states"), {"target_ids": late})
-            for row in await cursor.fetchall():
-                folded[row[0]] = TargetState(*row[1:])
-        await write_target_states(conn, folded)
+            refolded = {row[0]: TargetState(*row[1:]) for row in await cursor.fetchall()}
+            await write_target_states(conn, refolded)
+        return sum(events for _, events, _ in rows), {target_id for target_id, _, _ in rows}
 
     async def _append_lifecycle(
         self, conn: psycopg.AsyncConnection, events: list[ContainerEvent], keys: dict[str, int]
@@ -290,6 +273,16 @@ class EventWriter:
                 "exit_codes": [r[3] for r in rows],
             },
         )
+        detached = [r for r in rows if r[2] == "network_disconnect" and (r[4] or {}).get("network")]
+        if detached:
+            await conn.execute(
+                sql("update_network_state"),
+                {
+                    "times": [r[0] for r in detached],
+                    "container_keys": [r[1] for r in detached],
+                    "networks": [r[4]["network"] for r in detached],
+                },
+            )
         health = [r for r in rows if r[2] == "health_status"]
         if health:
             await conn.execute(
@@ -346,6 +339,21 @@ async def write_target_states(
     )
 
 
+@cache
+def _append_query(backend: str) -> str:
+    """append_probes, with the rollup kept in the same statement on plain PostgreSQL.
+
+    TimescaleDB keeps its continuous aggregate by itself.
+    """
+    return append_query(backend, sql("incoming_arrays"))
+
+
+def append_query(backend: str, incoming: str) -> str:
+    """append_probes reading its events from `incoming` (rows of time, target_id, latency_us)."""
+    rollup = "\n" + sql("rollup_minutes") if backend == "postgres" else ""
+    return sql("append_probes").format(rollup=rollup, incoming=incoming)
+
+
 def _detail(event: ContainerEvent) -> Jsonb | None:
     detail: dict[str, object] = {}
     if event.health is not None:
@@ -354,6 +362,10 @@ def _detail(event: ContainerEvent) -> Jsonb | None:
         detail["network"] = event.network
     if event.action == "rename" and event.name:
         detail["name"] = event.name
+    if event.note:
+        detail["note"] = event.note  # why the container has no probe
+    if event.labels:
+        detail["labels"] = event.labels  # read by notification rules (dockping.notify=...)
     return Jsonb(detail) if detail else None
 
 

@@ -68,8 +68,11 @@ class EmbeddedPostgres:
         """Whether a server runs on this data directory."""
         return self._running_port() is not None
 
-    def start(self) -> str:
-        """Initialise the cluster if needed, start it (or find it running); return its URL."""
+    def start(self, port: int | None = None) -> str:
+        """Initialise the cluster if needed, start it (or find it running); return its URL.
+
+        `port`: listen there (a restart on the port clients know); otherwise on a free one.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
             self._prepare_for_system_user()
@@ -79,7 +82,7 @@ class EmbeddedPostgres:
         if running is not None:
             self.port = running
         else:
-            self.port = _free_port()
+            self.port = port or _free_port()
             self._pg_ctl(
                 "start",
                 "-w",

@@ -1,31 +1,50 @@
-"""Rebuild every projection from the events, in one transaction."""
+"""Rebuild every projection and rollup from the events."""
 
 from __future__ import annotations
 
 import psycopg
 
 from db.connector import translate_errors
+from db.migrate import check_schema
 from db.queries import sql
 
 
 def rebuild(url: str) -> dict[str, int]:
-    """Refold target, container and agent state from the event tables; return row counts."""
+    """Refold target, container and agent state and the latency rollup; return row counts."""
     counts: dict[str, int] = {}
-    with translate_errors(), psycopg.connect(url) as conn, conn.transaction():
-        # Ingest takes these row locks too; taking the tables whole keeps the rebuild consistent.
-        conn.execute("LOCK TABLE target_state, container_state, agent_state IN EXCLUSIVE MODE")
-        conn.execute(sql("delete_target_states"))
-        rows = conn.execute(sql("rebuild_target_states"), {"target_ids": None}).fetchall()
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at,"
-                " status_since, consecutive_failures, last_error, last_error_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                rows,
-            )
-        counts["targets"] = len(rows)
-        conn.execute(sql("delete_container_states"))
-        counts["containers"] = conn.execute(sql("rebuild_container_states")).rowcount
-        conn.execute(sql("delete_agent_states"))
-        counts["agents"] = conn.execute(sql("rebuild_agent_states")).rowcount
+    with translate_errors(), psycopg.connect(url) as conn:
+        backend = check_schema(conn)
+        conn.commit()
+        with conn.transaction():
+            # Batches wait while the rebuild runs. The tables are locked in the order in
+            # which a batch writes them, so that neither waits for the other in a circle.
+            tables = "target_state, container_state, network_state, agent_state"
+            if backend == "postgres":
+                tables = f"probe_minute, {tables}"
+            conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+            conn.execute(sql("delete_target_states"))
+            rows = conn.execute(sql("rebuild_target_states"), {"target_ids": None}).fetchall()
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at,"
+                    " status_since, consecutive_failures, last_error, last_error_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    rows,
+                )
+            counts["targets"] = len(rows)
+            conn.execute(sql("delete_container_states"))
+            counts["containers"] = conn.execute(sql("rebuild_container_states")).rowcount
+            conn.execute(sql("delete_network_states"))
+            counts["networks"] = conn.execute(sql("rebuild_network_states")).rowcount
+            conn.execute(sql("delete_agent_states"))
+            counts["agents"] = conn.execute(sql("rebuild_agent_states")).rowcount
+            if backend == "postgres":
+                conn.execute(sql("delete_probe_minutes"))
+                counts["minutes"] = conn.execute(sql("rebuild_probe_minutes")).rowcount
+    if backend == "timescaledb":
+        # A continuous aggregate is refreshed outside any transaction.
+        with translate_errors(), psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql("refresh_probe_minutes"))
+            row = conn.execute("SELECT count(*) FROM probe_minute").fetchone()
+            counts["minutes"] = int(row[0]) if row else 0
     return counts

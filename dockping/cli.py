@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("agent", help="discover containers, probe them, ship the results")
     commands.add_parser("ingest", help="serve POST /api/v1/events")
     commands.add_parser("query", help="serve /addresses, /api/v1 and /metrics")
+    commands.add_parser("notify", help="send notifications of status changes; serve silences")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("rebuild", help="rebuild every projection from the events")
     listing = commands.add_parser(

@@ -35,8 +35,12 @@ ContainerAction = Literal[
 ]
 STOPPING_ACTIONS = frozenset({"stop", "die", "kill", "destroy", "oom"})
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Text = Annotated[str, msgspec.Meta(max_length=1024)]
+# PostgreSQL text cannot hold NUL; refusing it here names the field instead of failing the write.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern="^[^\x00]+$")]
+Text = Annotated[str, msgspec.Meta(max_length=1024, pattern="^[^\x00]*$")]
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+Count32 = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+Count64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Time = Annotated[datetime, msgspec.Meta(tz=True)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 # An hour is far beyond any probe timeout; anything larger is a broken clock or garbage.
@@ -89,12 +93,14 @@ class ContainerEvent(msgspec.Struct, tag="container", tag_field="type", frozen=T
     action: ContainerAction
     name: Text = ""
     image: Text = ""
-    exit_code: int | None = None
+    exit_code: Int32 | None = None
     compose_project: Text = ""
     compose_service: Text = ""
     health: Text | None = None
     network: Text | None = None
     labels: dict[Text, Text] = msgspec.field(default_factory=dict)
+    note: Text | None = None
+    """Why the container has no probe (host network, no IP, no port and no ICMP), if so."""
 
 
 class HeartbeatEvent(msgspec.Struct, tag="heartbeat", tag_field="type", frozen=True, kw_only=True):
@@ -103,9 +109,9 @@ class HeartbeatEvent(msgspec.Struct, tag="heartbeat", tag_field="type", frozen=T
     time: Time
     version: Text = ""
     docker_ok: bool = True
-    targets: Annotated[int, msgspec.Meta(ge=0)] = 0
-    spool_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0
-    dropped: Annotated[int, msgspec.Meta(ge=0)] = 0
+    targets: Count32 = 0
+    spool_bytes: Count64 = 0
+    dropped: Count64 = 0
 
 
 Event = ProbeEvent | ContainerEvent | HeartbeatEvent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -43,6 +44,12 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 def _serve(app: object, host: str, port: int) -> None:
+    # Each idle client holds a descriptor and uvicorn has no request-head timeout: with the
+    # usual soft limit (1024) a thousand idle connections would lock everyone else out.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
@@ -52,6 +59,10 @@ def _serve(app: object, host: str, port: int) -> None:
         timeout_keep_alive=30,
         timeout_graceful_shutdown=10,
         server_header=False,
+        # A request head that arrives in pieces is refused past 16 KiB, not buffered on.
+        h11_max_incomplete_event_size=16 * 1024,
+        # No limit_concurrency: uvicorn counts idle connections in it, so a bound below the
+        # descriptor limit would turn idle connections into 503s for real clients.
     )
     uvicorn.Server(config).run()
 
@@ -80,6 +91,10 @@ def run(command: str, settings: Settings, settings_path: Path | None) -> int:
                 from query.app import create_app as query_app
 
                 _serve(query_app(settings, url), settings.query.host, settings.query.port)
+            elif command == "notify":
+                from notify.api import create_app as notify_app
+
+                _serve(notify_app(settings, url), settings.notify.host, settings.notify.port)
         return 0
     except (DatabaseUnavailable, SchemaError, EmbeddedError) as exc:
         log.error(f"{command}.failed", error=str(exc))
@@ -87,7 +102,7 @@ def run(command: str, settings: Settings, settings_path: Path | None) -> int:
 
 
 def up(settings: Settings, settings_path: Path | None) -> int:
-    """The whole system: database, migrations, ingest, query and agent, stopped together."""
+    """The whole system: database, migrations, ingest, query, notify and agent, stopped together."""
     stop = {"signal": 0}
 
     def on_signal(signum: int, _: FrameType | None) -> None:
@@ -103,15 +118,17 @@ def up(settings: Settings, settings_path: Path | None) -> int:
         if settings_path is not None:
             base += ["--settings", str(settings_path)]
         children: dict[str, subprocess.Popen[bytes]] = {}
-        for name in ("ingest", "query", "agent"):
-            # A child ignores Ctrl-C from the terminal; we stop it ourselves, in order.
-            children[name] = subprocess.Popen([*base, name], env=env, preexec_fn=_ignore_sigint)
+        for name in ("ingest", "query", "notify", "agent"):
+            # A session of its own keeps the terminal's Ctrl-C from the child (uvicorn and the
+            # agent install their own SIGINT handlers); we stop the children ourselves, in order.
+            children[name] = subprocess.Popen([*base, name], env=env, start_new_session=True)
         where = (settings.database.url and "database.url") or "embedded PostgreSQL"
         print(
             f"dockping is up:\n"
             f"  addresses  http://{settings.query.host}:{settings.query.port}/addresses\n"
             f"  API        http://{settings.query.host}:{settings.query.port}/api/v1/addresses\n"
             f"  ingest     http://{settings.ingest.host}:{settings.ingest.port}/api/v1/events\n"
+            f"  silences   http://{settings.notify.host}:{settings.notify.port}/api/v1/silences\n"
             f"  database   {where} ({backend})\n"
             f"  data       {settings.data_path}\n"
             f"Ctrl-C stops everything.",
@@ -128,14 +145,11 @@ def up(settings: Settings, settings_path: Path | None) -> int:
             time.sleep(0.2)
         # The agent first, so that it can flush to ingest before ingest goes.
         _stop(children["agent"], settings.agent.shutdown_timeout + 5)
+        _stop(children["notify"], 15)
         _stop(children["ingest"], 15)
         _stop(children["query"], 15)
         log.info("up.stopped")
     return code
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _stop(child: subprocess.Popen[bytes], timeout: float) -> None:

@@ -143,6 +143,82 @@ class AgentSettings(_Section, frozen=True):
     """Disk the spool may use while ingest is unreachable; past it the oldest events go."""
     shutdown_timeout: Duration = Duration(10)
     """On SIGTERM, how long to keep sending before spooling the rest and exiting."""
+    identity_log: str = ""
+    """Empty: off. A file to which the identity of every event spooled (or dropped) is appended."""
+
+
+class NotifyRule(_Section, frozen=True):
+    """One notification rule: which targets, when they count as down, and where to tell."""
+
+    name: str
+    """The rule's name; a container labelled dockping.notify=NAME goes to this rule only."""
+    agent: str = ""
+    """Glob on the agent id; empty matches any."""
+    project: str = ""
+    """Glob on the compose project; empty matches any."""
+    container: str = ""
+    """Glob on the container name; empty matches any."""
+    image: str = ""
+    """Glob on the image; empty matches any."""
+    label: str = ""
+    """Glob on a container label as key=value (labels as the store has them); empty matches any."""
+    down_after: int | str = 3
+    """Consecutive failures (a number), or a duration ("1m") failing, before a target is down."""
+    repeat: Duration = Duration(0)
+    """How often to remind while a target stays down; 0: never."""
+    urls: list[str] = msgspec.field(default_factory=list)
+    """Apprise URLs to notify (slack://, tgram://, ntfy://, json://, ...)."""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("name: must not be empty")
+        if isinstance(self.down_after, int) and not isinstance(self.down_after, bool):
+            if self.down_after < 1:
+                raise ValueError("down_after: must be at least 1")
+        elif isinstance(self.down_after, str) and not self.down_after.strip().isdigit():
+            try:
+                seconds = Duration.parse(self.down_after)
+            except ValueError as exc:
+                raise ValueError(f"down_after: {exc}") from None
+            if seconds <= 0:
+                raise ValueError("down_after: must be longer than zero")
+        elif isinstance(self.down_after, str) and int(self.down_after) < 1:
+            raise ValueError("down_after: must be at least 1")
+
+
+class NotifySettings(_Section, frozen=True):
+    """The notifier: rules, delivery and the silences API."""
+
+    host: str = "127.0.0.1"
+    """Address the silences API listens on."""
+    port: int = 8082
+    """Port the silences API listens on."""
+    token: str = ""
+    """Bearer token of the silences API. Empty: the shared ingest token."""
+    public_url: str = ""
+    """Base URL of the query service in messages. Empty: http://query.host:query.port."""
+    rules: list[NotifyRule] = msgspec.field(default_factory=list)
+    """Notification rules ([[notify.rules]] tables); every matching rule applies."""
+    digest_threshold: int = 10
+    """This many changes of one kind at once on one channel go out as one digest."""
+    digest_wait: Duration = Duration(2)
+    """Messages wait this long so that changes arriving together make one digest."""
+    flap_changes: int = 4
+    """More status changes than this within flap_window: reported once as flapping."""
+    flap_window: Duration = Duration(600)
+    """The flapping window; a flapping target settles once stable this long."""
+    agent_silent_after: int = 3
+    """An agent without a heartbeat for this many resync intervals is silent."""
+    retry_backoff: Duration = Duration(5)
+    """First retry delay of a failed delivery; it doubles each attempt."""
+    retry_max_delay: Duration = Duration(600)
+    """Longest delay between two delivery attempts."""
+    max_attempts: int = 12
+    """Attempts before a delivery is given up (and stored as dropped)."""
+    check_interval: Duration = Duration(5)
+    """How often agents, due retries and a catch-up of every target are checked."""
+    max_catch_up: Duration = Duration(3600)
+    """A target first seen is followed from this far back, not from its first event."""
 
 
 class Settings(_Section, frozen=True):
@@ -155,6 +231,7 @@ class Settings(_Section, frozen=True):
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
     query: QuerySettings = msgspec.field(default_factory=QuerySettings)
     agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
+    notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
 
     @property
     def data_path(self) -> Path:
@@ -168,6 +245,11 @@ _SECTIONS: dict[str, type[_Section]] = {
 _RANGES: dict[str, tuple[int, int]] = {
     "ingest.port": (1, 65535),
     "query.port": (1, 65535),
+    "notify.port": (1, 65535),
+    "notify.digest_threshold": (2, 1_000_000),
+    "notify.flap_changes": (1, 1000),
+    "notify.agent_silent_after": (1, 1000),
+    "notify.max_attempts": (1, 1000),
     "agent.concurrency": (1, 100_000),
     "agent.batch_max_events": (1, 100_000),
     "agent.spool_max_bytes": (1024, 1 << 40),
@@ -232,6 +314,9 @@ def _check(settings: Settings) -> None:
         "agent.batch_interval",
         "database.retention",
         "database.partition_interval",
+        "notify.flap_window",
+        "notify.retry_backoff",
+        "notify.check_interval",
     ):
         section, _, field = dotted.partition(".")
         if getattr(getattr(settings, section), field) <= 0:

@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from db.append import EventWriter
+from db.compaction import compact_closed_partitions
 from db.connector import DatabaseUnavailable, SchemaError, connection, translate_errors
 from db.migrate import check_schema_async
 from db.queries import sql
@@ -24,6 +25,7 @@ from dockping.contract import Accepted, Batch, DecodeError, decode_batch
 from dockping.settings import Settings
 from dockping.web import EXCEPTION_HANDLERS, ApiError, healthz, pool_lifespan
 from ingest.metrics import IngestMetrics
+from ingest.ratelimit import FailureLimiter
 
 log = logs.get("dockping.ingest")
 
@@ -37,6 +39,7 @@ class Ingest:
         self.shared_token = tokens.shared_token(settings.ingest.token, settings.data_path)
         self.agent_tokens = dict(settings.ingest.agent_tokens)
         self.metrics = IngestMetrics()
+        self.failures = FailureLimiter()
         self.writer: EventWriter | None = None
 
     async def writer_for(self, conn: psycopg.AsyncConnection) -> EventWriter:
@@ -50,6 +53,7 @@ class Ingest:
         """Make partitions ahead and drop those past retention, every hour."""
         step = timedelta(seconds=self.settings.database.partition_interval)
         retention = timedelta(seconds=self.settings.database.retention)
+        configured = False
         while True:
             try:
                 async with connection(pool) as conn:
@@ -58,16 +62,41 @@ class Ingest:
                     await writer.ensure_partitions(conn, now - step, now + 2 * step)
                     async with conn.transaction():
                         await conn.execute("SELECT pg_advisory_xact_lock(7001)")
+                        if not configured:
+                            # Chunk interval, compression and retention follow the settings.
+                            await conn.execute(
+                                sql("configure_storage"),
+                                {
+                                    "partition_interval": step,
+                                    "compress_after": timedelta(
+                                        seconds=self.settings.database.compress_after
+                                    ),
+                                    "retention": retention,
+                                },
+                            )
                         cursor = await conn.execute(
                             sql("drop_partitions"), {"cutoff": now - retention}
                         )
                         row = await cursor.fetchone()
+                    configured = True  # committed: not before, or a rollback would skip it
                     if row and row[0]:
                         log.info("retention.dropped", partitions=row[0])
+                    if writer.backend == "postgres":
+                        await self._compact(conn, now - step)
                 await anyio.sleep(3600)
             except (DatabaseUnavailable, SchemaError) as exc:
                 log.warning("maintenance.retry", error=str(exc))
                 await anyio.sleep(5)
+
+    async def _compact(self, conn: psycopg.AsyncConnection, before: datetime) -> None:
+        try:
+            compacted = await compact_closed_partitions(conn, before)
+        except psycopg.Error as exc:
+            # Only space is lost; the next round tries again.
+            log.warning("partitions.compact_failed", error=str(exc))
+            return
+        if compacted:
+            log.info("partitions.compacted", partitions=compacted)
 
     def authorize(self, header: str | None) -> str:
         """Return the token if it is one we know; raise 401 otherwise."""
@@ -157,7 +186,13 @@ async def _read_body(request: Request[object, object, State], limit: int) -> byt
 async def post_events(request: Request[object, object, State], state: State) -> Accepted:
     """Append a batch; events already stored (by identity) are counted as duplicates."""
     ingest: Ingest = state.ingest
-    token = ingest.authorize(request.headers.get("authorization"))
+    address = request.client.host if request.client else ""
+    ingest.failures.check(address)
+    try:
+        token = ingest.authorize(request.headers.get("authorization"))
+    except ApiError:
+        ingest.failures.failed(address)
+        raise
     body = await _read_body(request, ingest.settings.ingest.max_body_bytes)
     try:
         batch = decode_batch(body)

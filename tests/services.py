@@ -80,6 +80,7 @@ def service_env(data_dir: Path, **overrides: str) -> dict[str, str]:
         "DOCKPING_DATA_DIR": str(data_dir),
         "DOCKPING_INGEST__PORT": str(ingest_port),
         "DOCKPING_QUERY__PORT": str(query_port),
+        "DOCKPING_NOTIFY__PORT": str(free_port()),
         "DOCKPING_AGENT__INGEST_URL": f"http://127.0.0.1:{ingest_port}",
         "DOCKPING_AGENT__PROBE_INTERVAL": "1s",
         "DOCKPING_AGENT__RESYNC_INTERVAL": "2s",

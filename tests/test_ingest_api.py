@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
+import structlog
 from litestar.testing import AsyncTestClient
 
+from db.embedded import EmbeddedPostgres
+from db.migrate import migrate
 from dockping.settings import Settings, load
 from ingest.app import create_app
 from tests.events import at, batch, lifecycle, probe
@@ -258,3 +263,90 @@ async def test_metrics_count_batches_and_events(client: AsyncTestClient) -> None
     assert 'dockping_ingest_events_total{result="accepted"} 1.0' in text
     assert 'dockping_ingest_events_total{result="duplicate"} 1.0' in text
     assert "dockping_ingest_batches_total 2.0" in text
+
+
+async def test_a_database_restart_gives_503_then_recovers(
+    tmp_path: Any, settings: Settings
+) -> None:
+    """While the database is down a batch gets 503 with Retry-After; after it, it is stored."""
+    server = EmbeddedPostgres(tmp_path / "restarting")
+    url = server.start()
+    port = server.port
+    try:
+        migrate(url, "auto")
+        app = create_app(settings, url)
+        async with AsyncTestClient(app=app) as client:
+            app.state.pool.timeout = 2.0
+            before = await client.post("/api/v1/events", headers=AUTH, json=batch(probe(0)))
+            server.stop()
+            during = await client.post("/api/v1/events", headers=AUTH, json=batch(probe(1)))
+            server.start(port=port)
+            after = None
+            for _ in range(60):  # the pool reconnects by itself, with a backoff
+                after = await client.post("/api/v1/events", headers=AUTH, json=batch(probe(1)))
+                if after.status_code != 503:
+                    break
+                await anyio.sleep(0.5)
+        assert before.status_code == 202
+        assert during.status_code == 503
+        assert during.headers.get("Retry-After") is not None
+        assert during.json()["error"] == "unavailable"
+        assert after is not None
+        assert after.status_code == 202
+        assert after.json() == {"accepted": 1, "duplicates": 0}
+        assert count(url, "probe_events") == 2
+    finally:
+        server.stop()
+
+
+async def test_metrics_name_rejections_write_latency_and_the_pool(client: AsyncTestClient) -> None:
+    """/metrics counts rejections by reason and exposes the write histogram and pool gauges."""
+    await client.post("/api/v1/events", headers=AUTH, json=batch(probe(0)))
+    await client.post("/api/v1/events", headers={"Authorization": "Bearer nope"}, json=batch())
+    await client.post("/api/v1/events", headers=AUTH, json=batch(probe(3600)))
+    text = (await client.get("/metrics")).text
+    assert 'dockping_ingest_rejected_total{reason="unauthorized"} 1.0' in text
+    assert 'dockping_ingest_rejected_total{reason="time_skew"} 1.0' in text
+    assert "dockping_ingest_write_seconds_count 1.0" in text
+    assert 'dockping_ingest_pool_connections{state="total"}' in text
+
+
+async def test_tokens_never_reach_the_logs(
+    client: AsyncTestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Neither a right nor a wrong token appears in any log event, even before redaction."""
+    with structlog.testing.capture_logs() as events, caplog.at_level(logging.DEBUG):
+        await client.post("/api/v1/events", headers=AUTH, json=batch(probe(0)))
+        await client.post(
+            "/api/v1/events", headers={"Authorization": "Bearer wrong-secret-x"}, json=batch()
+        )
+        await client.post(
+            "/api/v1/events", headers={"Authorization": "Bearer test-token"}, content=b"{bad"
+        )
+    logged = repr(events) + caplog.text
+    assert "test-token" not in logged
+    assert "wrong-secret-x" not in logged
+
+
+async def test_a_network_disconnect_removes_that_networks_addresses(
+    client: AsyncTestClient, database_url: str
+) -> None:
+    """After a disconnect, the address on that network is gone; the other network's stays."""
+    first = probe(0, ip="10.9.0.2")
+    second = probe(0, ip="10.8.0.2")
+    second["network"] = "backend"
+    await client.post("/api/v1/events", headers=AUTH, json=batch(first, second))
+    await client.post(
+        "/api/v1/events",
+        headers=AUTH,
+        json=batch(lifecycle(5, "network_disconnect", network="backend")),
+    )
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT ip, removed FROM latest_state ORDER BY ip").fetchall()
+    assert rows == [("10.8.0.2", True), ("10.9.0.2", False)]
+    reconnected = probe(10, ip="10.8.0.2")
+    reconnected["network"] = "backend"
+    await client.post("/api/v1/events", headers=AUTH, json=batch(reconnected))
+    with psycopg.connect(database_url) as conn:
+        again = conn.execute("SELECT removed FROM latest_state WHERE ip = '10.8.0.2'").fetchone()
+    assert again == (False,)

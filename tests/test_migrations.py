@@ -123,13 +123,57 @@ def test_partitions_are_made_ahead_and_dropped_whole(empty_database_url: str) ->
         made = conn.execute(
             "SELECT dockping_ensure_partitions('2026-01-01', '2026-01-03', '1 day')"
         ).fetchone()
-        assert made == (6,)  # two days of three tables
+        assert made == (8,)  # two days of three event tables and the rollup
         conn.execute("INSERT INTO agents (name) VALUES ('a')")
         conn.execute(
             "INSERT INTO probe_events VALUES ('2026-01-01 12:00+00', 1, 5),"
             " ('2026-01-02 12:00+00', 1, 5)"
         )
         dropped = conn.execute("SELECT dockping_drop_partitions('2026-01-02 06:00+00')").fetchone()
-        assert dropped == (3,)  # only the first day, which ended before the cutoff
+        assert dropped == (4,)  # only the first day, which ended before the cutoff
         left = conn.execute("SELECT count(*) FROM probe_events").fetchone()
     assert left == (1,)
+
+
+def test_auto_picks_plain_postgresql_without_the_extension(empty_database_url: str) -> None:
+    """Where timescaledb cannot be created, "auto" migrates the plain PostgreSQL path."""
+    with psycopg.connect(empty_database_url) as conn:
+        available = conn.execute(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone()
+    if available != (0,):
+        pytest.skip("this server has the timescaledb extension: the plain path is not chosen")
+    backend, _ = migrate(empty_database_url, "auto")
+    with psycopg.connect(empty_database_url) as conn:
+        rollup = conn.execute(
+            "SELECT relkind FROM pg_class WHERE relname = 'probe_minute'"
+        ).fetchone()
+    assert backend == "postgres"
+    assert rollup == ("p",)  # a partitioned table kept by ingest
+
+
+def test_auto_picks_timescaledb_where_the_extension_exists() -> None:
+    """On a TimescaleDB server "auto" makes hypertables and a continuous aggregate, once."""
+    from tests.test_storage_contract import TIMESCALEDB_URL, timescaledb_store
+
+    if not TIMESCALEDB_URL:
+        pytest.skip("DOCKPING_TIMESCALEDB_URL is not set: no TimescaleDB server to test against")
+    for store in timescaledb_store():
+        with psycopg.connect(store.url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+            conn.execute("DROP EXTENSION IF EXISTS timescaledb CASCADE")
+        backend, applied = migrate(store.url, "auto")
+        again = migrate(store.url, "auto")
+        with psycopg.connect(store.url) as conn:
+            hypertables = conn.execute(
+                "SELECT hypertable_name::text FROM timescaledb_information.hypertables ORDER BY 1"
+            ).fetchall()
+            caggs = conn.execute(
+                "SELECT view_name::text FROM timescaledb_information.continuous_aggregates"
+            ).fetchall()
+    assert backend == "timescaledb"
+    assert applied == [m.version for m in migrations("timescaledb")]
+    assert again == ("timescaledb", [])
+    assert hypertables == [("container_events",), ("heartbeats",), ("probe_events",)]
+    assert caggs == [("probe_minute",)]

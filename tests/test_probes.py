@@ -64,3 +64,46 @@ def test_errors_are_classified() -> None:
     assert classify(OSError(errno.EHOSTUNREACH, "x")) == "unreachable"
     assert classify(ConnectionResetError()) == "reset"
     assert classify(ValueError()) == "other"
+
+
+def test_icmp_echo_works_where_unprivileged_icmp_is_allowed() -> None:
+    """In a network namespace of our own that allows unprivileged ICMP, an echo to 127.0.0.1 succeeds."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import uuid
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to make a network namespace of its own")
+    namespace = f"dpt-icmp-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", namespace], check=True)
+    try:
+        inside = ["ip", "netns", "exec", namespace]
+        subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(
+            [*inside, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"], check=True
+        )
+        script = (
+            "import anyio\n"
+            "from agent.probes import icmp_available\n"
+            "from agent.probing import run_probe\n"
+            "from agent.targets import Target\n"
+            "print(icmp_available())\n"
+            "r = anyio.run(run_probe, Target('c', '127.0.0.1', None, 'icmp'), 2.0)\n"
+            "print(r.ok, r.error, r.latency_ms is not None)\n"
+        )
+        done = subprocess.run(
+            [*inside, sys.executable, "-c", script], capture_output=True, text=True, check=False
+        )
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["True", "True None True"]
+
+
+def test_the_registry_holds_one_probe_per_protocol() -> None:
+    """Probes are looked up by protocol: tcp and icmp, as the contract names them."""
+    from agent.probes import REGISTRY
+
+    assert sorted(REGISTRY) == ["icmp", "tcp"]

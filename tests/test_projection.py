@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +39,35 @@ def reference(events: list[tuple[int, datetime, int]]) -> dict[int, TargetState]
         state = fold(None, [Probe(t, v) for t, v in probes.items()])
         assert state is not None
         result[target] = state
+    return result
+
+
+def reference_minutes(
+    events: list[tuple[int, datetime, int]],
+) -> dict[
+    tuple[int, datetime], tuple[int, int, float | None, float | None, float | None, float | None]
+]:
+    """Per target and minute: probes, failures, avg, p50, p95 and max in ms, folded in Python."""
+    unique = {(target, time): latency for target, time, latency in events}
+    minutes: dict[tuple[int, datetime], list[int]] = {}
+    for (target, time), latency in unique.items():
+        minutes.setdefault((target, time.replace(second=0, microsecond=0)), []).append(latency)
+    result = {}
+    for key, latencies in minutes.items():
+        ok = sorted(v for v in latencies if v >= 0)
+
+        def rank(q: float, ok: list[int] = ok) -> float | None:
+            # percentile_disc: the first value whose position reaches the fraction q.
+            return ok[max(math.ceil(q * len(ok)), 1) - 1] / 1000 if ok else None
+
+        result[key] = (
+            len(latencies),
+            len(latencies) - len(ok),
+            round(float(sum(ok)) / len(ok) / 1000, 6) if ok else None,
+            rank(0.5),
+            rank(0.95),
+            ok[-1] / 1000 if ok else None,
+        )
     return result
 
 
@@ -83,7 +113,7 @@ def test_any_order_batching_and_duplication_give_the_same_state(
     batches: int,
     duplicate_share: float,
 ) -> None:
-    """Shuffled, re-sent, arbitrarily batched events give the fold of the sorted unique ones."""
+    """Shuffled, re-sent, batched events give the state and minute rollup of a plain fold."""
     agent = f"prop-{next(_agents)}"
     events = [
         ProbeEvent(
@@ -117,18 +147,34 @@ def test_any_order_batching_and_duplication_give_the_same_state(
             " JOIN agents a USING (agent_id) WHERE a.name = %s",
             (agent,),
         ).fetchall()
+        minute_rows = conn.execute(
+            "SELECT c.container_id, m.bucket, m.probes, m.failures, round(m.avg_ms::numeric, 6),"
+            " m.p50_ms, m.p95_ms, m.max_ms"
+            " FROM latency_minute m JOIN targets USING (target_id)"
+            " JOIN containers c USING (container_key) JOIN agents a USING (agent_id)"
+            " WHERE a.name = %s",
+            (agent,),
+        ).fetchall()
     stored = {int(row[0][1:]): TargetState(*row[1:]) for row in rows}
-    expected = reference(
-        [
-            (int(e.container_id[1:]), e.time, encode_latency(e.ok, e.latency_ms, e.error))
-            for e in events
-        ]
-    )
-    assert expected == stored
+    encoded = [
+        (int(e.container_id[1:]), e.time, encode_latency(e.ok, e.latency_ms, e.error))
+        for e in events
+    ]
+    assert reference(encoded) == stored
+    stored_minutes = {
+        (int(row[0][1:]), row[1]): (
+            row[2],
+            row[3],
+            None if row[4] is None else float(row[4]),
+            *row[5:],
+        )
+        for row in minute_rows
+    }
+    assert reference_minutes(encoded) == stored_minutes
 
 
 def test_rebuild_equals_the_incremental_projection(projection_db: str) -> None:
-    """`dockping rebuild` refolds every target to exactly what ingest maintained."""
+    """`dockping rebuild` refolds every target and minute to exactly what ingest maintained."""
     rng = random.Random(7)
     agent = "rebuild-check"
     events = [
@@ -152,10 +198,15 @@ def test_rebuild_equals_the_incremental_projection(projection_db: str) -> None:
 
     anyio.run(run)
     query = "SELECT * FROM target_state ORDER BY target_id"
+    minutes = "SELECT * FROM probe_minute ORDER BY target_id, bucket"
     with psycopg.connect(projection_db) as conn:
         before = conn.execute(query).fetchall()
+        minutes_before = conn.execute(minutes).fetchall()
     counts = rebuild(projection_db)
     with psycopg.connect(projection_db) as conn:
         after = conn.execute(query).fetchall()
+        minutes_after = conn.execute(minutes).fetchall()
     assert counts["targets"] == len(before)
     assert before == after
+    assert counts["minutes"] == len(minutes_before)
+    assert minutes_before == minutes_after

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -200,14 +201,23 @@ async def test_the_page_shows_the_table(clients: tuple[AsyncTestClient, AsyncTes
 
 
 async def test_hostile_names_render_inert(clients: tuple[AsyncTestClient, AsyncTestClient]) -> None:
-    """A container named like markup is shown as text."""
+    """Container names made of markup are shown as text on the table and on the detail page."""
     ingest, query = clients
+    names = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
     await ingest.post(
-        "/api/v1/events", headers=AUTH, json=batch(probe(0, name="<script>alert(1)</script>"))
+        "/api/v1/events",
+        headers=AUTH,
+        json=batch(*(probe(0, name=n, container=f"h{i}") for i, n in enumerate(names))),
     )
-    html = (await query.get("/addresses")).text
-    assert "<script>alert(1)</script>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    pages = [(await query.get("/addresses")).text]
+    for item in (await query.get("/api/v1/addresses")).json()["items"]:
+        pages.append((await query.get(f"/targets/{item['target_id']}")).text)
+    assert len(pages) == 3
+    for html in pages:
+        assert "<script>alert(1)</script>" not in html
+        assert "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in pages[0]
 
 
 async def test_metrics_expose_target_state(
@@ -229,8 +239,79 @@ async def test_metrics_expose_target_state(
 
 
 async def test_openapi_documents_the_api(clients: tuple[AsyncTestClient, AsyncTestClient]) -> None:
-    """/schema/openapi.json lists the API paths."""
+    """/schema/openapi.json lists every API path with its parameters and its error answers."""
     _, query = clients
     spec = (await query.get("/schema/openapi.json")).json()
-    assert "/api/v1/addresses" in spec["paths"]
-    assert "/api/v1/targets/{target_id}/events" in spec["paths"]
+    paths = spec["paths"]
+    for path in (
+        "/api/v1/addresses",
+        "/api/v1/targets/{target_id}",
+        "/api/v1/targets/{target_id}/latency",
+        "/api/v1/targets/{target_id}/events",
+        "/api/v1/containers/{container_id}/events",
+        "/api/v1/agents",
+        "/metrics",
+    ):
+        assert path in paths
+    latency = paths["/api/v1/targets/{target_id}/latency"]["get"]
+    assert {"from", "to", "bucket", "target_id"} == {p["name"] for p in latency["parameters"]}
+    assert {"200", "400", "404"} <= set(latency["responses"])
+
+
+async def test_pages_carry_a_strict_csp_and_no_inline_script(
+    clients: tuple[AsyncTestClient, AsyncTestClient],
+) -> None:
+    """Both pages forbid inline script and load their one script from /static."""
+    ingest, query = clients
+    await seed(ingest)
+    for path in ("/addresses", "/targets/1"):
+        response = await query.get(path)
+        assert response.status_code == 200
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'none'" in csp
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert "<script>" not in response.text
+    assert '<script src="/static/live.js" defer></script>' in (await query.get("/addresses")).text
+
+
+async def test_the_detail_page_lists_notifications_when_the_view_exists(
+    clients: tuple[AsyncTestClient, AsyncTestClient], database_url: str
+) -> None:
+    """Notifications about a target appear on its page; without the view the page still answers."""
+    ingest, query = clients
+    await seed(ingest)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO notification_events (time, delivery_id, attempt, target_id, kind,"
+            " channel, status, message) VALUES (now(), 1, 1, 1, 'down', 'webhook', 'sent',"
+            " '<b>svc-00 is down</b>')"
+        )
+    html = (await query.get("/targets/1")).text
+    assert 'id="notif-h"' in html
+    assert "&lt;b&gt;svc-00 is down&lt;/b&gt;" in html
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP VIEW notification_history")
+    response = await query.get("/targets/1")
+    assert response.status_code == 200
+    assert 'id="notif-h"' not in response.text
+    assert 'id="probes-h"' in response.text
+
+
+async def test_the_banner_names_a_silent_agent(
+    clients: tuple[AsyncTestClient, AsyncTestClient], database_url: str
+) -> None:
+    """An agent whose last heartbeat is older than three intervals gets a banner; a fresh one none."""
+    ingest, query = clients
+    await seed(ingest)
+    assert 'class="banner"' not in (await query.get("/addresses")).text
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO agent_state (agent_id, last_heartbeat_at, version, docker_ok, targets,"
+            " spool_bytes, dropped) SELECT agent_id, now() - interval '61 seconds', 'x', true, 0,"
+            " 0, 0 FROM agents WHERE name = 'host-a'"
+        )
+    html = (await query.get("/addresses")).text
+    assert 'class="banner"' in html
+    assert '<span class="agent-name">host-a</span>' in html
+    assert 'class="banner"' in (await query.get("/targets/1")).text

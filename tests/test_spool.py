@@ -74,10 +74,49 @@ def test_a_full_spool_drops_the_oldest_and_counts_them(tmp_path: Path, monkeypat
     import agent.spool as module
 
     monkeypatch.setattr(module, "SEGMENT_BYTES", 1000)  # type: ignore[attr-defined]
-    spool = Spool(tmp_path, 3000, count=lambda payload: 2)
+    spool = Spool(tmp_path, 3000, on_drop=lambda payload: 2)
     for i in range(40):
         spool.append(bytes([i]) * 190)
     left = [p[0] for p, _ in spool.pending()]
-    assert spool.size() <= 3000 + 1000
+    assert spool.disk_bytes() <= 3000 + 1000
     assert left == list(range(40 - len(left), 40))  # the newest are kept, in order
     assert spool.dropped == 2 * (40 - len(left))
+
+
+def test_the_depth_counts_only_unacknowledged_bytes(tmp_path: Path) -> None:
+    """size() is the spool's depth: acknowledged records no longer count, though still on disk."""
+    spool = Spool(tmp_path, 1 << 20)
+    for i in range(4):
+        spool.append(b"x" * 100 + bytes([i]))
+    assert spool.size() == 4 * (HEADER.size + 101)
+    pending = list(spool.pending())
+    spool.ack(pending[2][1])
+    assert spool.size() == HEADER.size + 101
+    spool.ack(pending[3][1])
+    assert spool.size() == 0
+    assert spool.disk_bytes() == 4 * (HEADER.size + 101)  # the live segment stays until rolled
+    assert Spool(tmp_path, 1 << 20).size() == 0  # and the ack survives a restart
+
+
+@given(payloads, st.data())
+def test_a_spool_cut_anywhere_reopens_to_a_prefix_and_appends_cleanly(
+    records: list[bytes], data: st.DataObject
+) -> None:
+    """Truncate the segment file at any byte: reopening yields whole records only, then new ones."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        spool = Spool(directory, 1 << 20)
+        for payload in records:
+            spool.append(payload)
+        spool.close()
+        segment = next(directory.glob("*.seg"))
+        cut = data.draw(st.integers(0, segment.stat().st_size))
+        with segment.open("r+b") as handle:
+            handle.truncate(cut)
+        reopened = Spool(directory, 1 << 20)
+        kept = [p for p, _ in reopened.pending()]
+        assert kept == records[: len(kept)]
+        reopened.append(b"after the cut")
+        assert [p for p, _ in reopened.pending()] == [*kept, b"after the cut"]

@@ -150,3 +150,61 @@ def test_any_payload_gives_a_container_and_never_raises(payload: dict[str, Any])
     container = container_of(payload)
     for target in container.targets:
         assert target.port is None or 1 <= target.port <= 65535
+
+
+network_names = st.text(alphabet="abcdefghij-_0123456789", min_size=1, max_size=12)
+endpoints = st.tuples(
+    st.none() | st.ip_addresses(v=4).map(str), st.none() | st.ip_addresses(v=6).map(str)
+)
+port_specs = st.lists(
+    st.tuples(st.integers(1, 65535), st.sampled_from(["tcp", "udp", "sctp"])), max_size=6
+)
+
+
+@given(st.dictionaries(network_names, endpoints, max_size=4), port_specs, port_specs, st.booleans())
+def test_targets_are_every_ip_times_every_exposed_or_published_tcp_port(
+    networks: dict[str, tuple[str | None, str | None]],
+    exposed: list[tuple[int, str]],
+    published: list[tuple[int, str]],
+    icmp: bool,
+) -> None:
+    """For any networks and ports: IPs (v4 and v6) times TCP ports, else ICMP per IP where allowed."""
+    payload = inspect(
+        Config__ExposedPorts={f"{p}/{proto}": {} for p, proto in exposed},
+        HostConfig={
+            "NetworkMode": "bridge",
+            "PortBindings": {f"{p}/{proto}": [] for p, proto in published},
+        },
+        NetworkSettings={
+            "Networks": {
+                name: {"IPAddress": v4 or "", "GlobalIPv6Address": v6 or ""}
+                for name, (v4, v6) in networks.items()
+            }
+        },
+    )
+    container = container_of(payload, icmp_available=icmp)
+    tcp = {p for p, proto in [*exposed, *published] if proto == "tcp"}
+    ips = {(name, ip) for name, pair in networks.items() for ip in pair if ip}
+    if tcp:
+        expected = {(name, ip, port, "tcp") for name, ip in ips for port in tcp}
+    elif icmp:
+        expected = {(name, ip, None, "icmp") for name, ip in ips}
+    else:
+        expected = set()
+    got = [(t.network, t.ip, t.port, t.protocol) for t in container.targets]
+    assert len(got) == len(set(got))  # no target twice
+    assert set(got) == expected
+    assert bool(container.note) == (not expected or (not tcp and not icmp))
+
+
+@given(st.sampled_from(["5s", "250ms", "1m", "0s", "-1s", "soon", ""]))
+def test_an_interval_label_is_used_or_explained(text: str) -> None:
+    """A valid positive dockping.interval is used; anything else is explained and ignored."""
+    container = container_of(inspect(Config__Labels={"dockping.interval": text}))
+    intervals = {t.interval for t in container.targets}
+    if text in ("5s", "250ms", "1m"):
+        assert intervals == {{"5s": 5.0, "250ms": 0.25, "1m": 60.0}[text]}
+        assert container.note == ""
+    else:
+        assert intervals == {None}
+        assert "dockping.interval" in container.note

@@ -47,9 +47,18 @@ CREATE TABLE target_state (
     consecutive_failures integer NOT NULL,
     last_error           smallint,
     last_error_at        timestamptz
-);
+) WITH (fillfactor = 50);  -- every batch updates its targets' rows: room for HOT updates
 
 -- The latest lifecycle event per container: a fold over container_events.
+-- When each container last left each network: a fold (max) over network_disconnect events.
+-- A target on that network not probed since is gone from latest_state.
+CREATE TABLE network_state (
+    container_key   integer NOT NULL REFERENCES containers,
+    network         text NOT NULL,
+    detached_at     timestamptz NOT NULL,
+    PRIMARY KEY (container_key, network)
+);
+
 CREATE TABLE container_state (
     container_key   integer PRIMARY KEY REFERENCES containers,
     action          text NOT NULL,

@@ -1,5 +1,6 @@
--- Append-only event tables as TimescaleDB hypertables. Chunking, compression and
--- retention are set by dockping_configure_timescaledb(), called with the settings.
+-- Append-only event tables as TimescaleDB hypertables. The chunk interval, and the
+-- compression and retention policies, follow the settings through
+-- dockping_configure_storage() (migration 0004), which ingest calls when it starts.
 
 CREATE TABLE probe_events (
     time        timestamptz NOT NULL,
@@ -30,6 +31,16 @@ CREATE TABLE heartbeats (
     PRIMARY KEY (agent_id, time)
 );
 SELECT create_hypertable('heartbeats', 'time', chunk_time_interval => interval '7 days');
+
+-- Compressed chunks keep each target's (container's, agent's) events together, in time
+-- order: a probe event then costs a few bytes.
+ALTER TABLE probe_events SET (timescaledb.compress, timescaledb.compress_segmentby = 'target_id',
+                              timescaledb.compress_orderby = 'time');
+ALTER TABLE container_events SET (timescaledb.compress,
+                                  timescaledb.compress_segmentby = 'container_key',
+                                  timescaledb.compress_orderby = 'time, action');
+ALTER TABLE heartbeats SET (timescaledb.compress, timescaledb.compress_segmentby = 'agent_id',
+                            timescaledb.compress_orderby = 'time');
 
 -- Hypertables make their chunks on demand; these keep one interface for both backends.
 CREATE FUNCTION dockping_ensure_partitions(start_at timestamptz, end_at timestamptz, step interval)

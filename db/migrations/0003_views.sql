@@ -68,11 +68,14 @@ SELECT t.target_id,
        s.consecutive_failures,
        le.error AS last_error,
        s.last_error_at,
-       coalesce(cs.action = 'destroy', false) AS removed
+       -- Gone: the container was removed, or left the target's network after its last probe.
+       coalesce(cs.action = 'destroy', false)
+           OR coalesce(ns.detached_at >= coalesce(s.last_probe_at, '-infinity'), false) AS removed
 FROM targets t
 JOIN containers c USING (container_key)
 JOIN agents a USING (agent_id)
 LEFT JOIN target_state s USING (target_id)
 LEFT JOIN container_state cs USING (container_key)
+LEFT JOIN network_state ns ON ns.container_key = t.container_key AND ns.network = t.network
 LEFT JOIN probe_errors pe ON pe.code = -s.latency_us
 LEFT JOIN probe_errors le ON le.code = s.last_error;

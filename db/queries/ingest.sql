@@ -29,35 +29,119 @@ ON CONFLICT (container_key, ip, port, protocol) DO UPDATE SET
     network = CASE WHEN EXCLUDED.network <> '' THEN EXCLUDED.network ELSE t.network END
 RETURNING container_key, host(ip), port, protocol, target_id
 
--- insert_probes --
--- Append probe events, skipping those already stored; return the new ones.
-INSERT INTO probe_events (time, target_id, latency_us)
-SELECT time, target_id, latency_us
-FROM unnest(%(times)s::timestamptz[], %(target_ids)s::integer[], %(latencies)s::integer[])
-     AS incoming (time, target_id, latency_us)
-ORDER BY target_id, time
-ON CONFLICT DO NOTHING
-RETURNING target_id, time, latency_us
+-- append_probes --
+-- Append probe events, skipping those already stored, and fold the new ones into the latest
+-- state of their targets, in one statement. The incoming placeholder takes incoming_arrays
+-- (or, to compare, a COPY-filled temporary table); the rollup placeholder takes rollup_minutes
+-- on plain PostgreSQL (TimescaleDB keeps its rollup by itself). The caller holds lock_agent, so
+-- target_state as read here is current. A target whose new events are not all newer than its
+-- state is returned as late, left alone, and refolded from its events by the caller.
+-- Fold of a target's new events after its state (the trailing run is the events with the
+-- status of the newest one, after the newest event of the other status, flip_at):
+--   status_since: the state's when no flip is in the batch and the status goes on; else the
+--   run's start. consecutive_failures: 0 when up; the state's count plus the run when down
+--   goes on; else the run.
+WITH new AS (
+    INSERT INTO probe_events (time, target_id, latency_us)
+    SELECT time, target_id, latency_us
+    FROM {incoming}
+    ORDER BY target_id, time
+    ON CONFLICT DO NOTHING
+    RETURNING target_id, time, latency_us
+){rollup}, span AS (
+    SELECT target_id, count(*) AS events, min(time) AS first_at, max(time) AS last_at,
+           max(time) FILTER (WHERE latency_us >= 0) AS last_ok_at,
+           max(time) FILTER (WHERE latency_us < 0) AS last_error_at
+    FROM new GROUP BY target_id
+), flip AS (
+    -- The newest event is a success exactly when the newest success is the newest event.
+    SELECT *, coalesce(last_ok_at = last_at, false) AS last_ok,
+           CASE WHEN last_ok_at = last_at THEN last_error_at ELSE last_ok_at END AS flip_at
+    FROM span
+), batch AS (
+    SELECT f.target_id, f.last_at, f.last_ok, f.events, f.first_at, f.last_ok_at, f.flip_at,
+           f.last_error_at,
+           max(n.latency_us) FILTER (WHERE n.time = f.last_at) AS last_latency,
+           (max(-n.latency_us) FILTER (WHERE n.time = f.last_error_at))::smallint AS last_error,
+           min(n.time) FILTER (WHERE n.time > coalesce(f.flip_at, '-infinity')) AS since,
+           (count(*) FILTER (WHERE n.time > coalesce(f.flip_at, '-infinity')))::integer AS length,
+           t.last_probe_at AS stored_last_probe_at
+    FROM flip f
+    JOIN new n USING (target_id)
+    LEFT JOIN target_state t USING (target_id)
+    GROUP BY f.target_id, f.last_at, f.last_ok, f.events, f.first_at, f.last_ok_at, f.flip_at,
+             f.last_error_at, t.last_probe_at
+), merged AS (
+    UPDATE target_state t SET
+        last_probe_at = b.last_at,
+        latency_us = b.last_latency,
+        last_ok_at = coalesce(b.last_ok_at, t.last_ok_at),
+        status_since = CASE WHEN b.flip_at IS NULL AND (t.latency_us >= 0) = b.last_ok
+                            THEN t.status_since ELSE b.since END,
+        consecutive_failures = CASE WHEN b.last_ok THEN 0
+                                    WHEN b.flip_at IS NULL AND t.latency_us < 0
+                                    THEN t.consecutive_failures + b.length
+                                    ELSE b.length END,
+        last_error = coalesce(b.last_error, t.last_error),
+        last_error_at = coalesce(b.last_error_at, t.last_error_at)
+    FROM batch b
+    WHERE t.target_id = b.target_id AND b.first_at > t.last_probe_at
+), first AS (
+    INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at, status_since,
+                              consecutive_failures, last_error, last_error_at)
+    SELECT target_id, last_at, last_latency, last_ok_at, since,
+           CASE WHEN last_ok THEN 0 ELSE length END, last_error, last_error_at
+    FROM batch WHERE stored_last_probe_at IS NULL
+    ORDER BY target_id
+)
+SELECT target_id, events, first_at <= stored_last_probe_at AS late FROM batch
 
--- lock_targets --
--- Serialise projection updates per target between concurrent ingest transactions.
-SELECT target_id FROM targets WHERE target_id = ANY(%(target_ids)s)
-ORDER BY target_id FOR NO KEY UPDATE
+-- incoming_arrays --
+-- The incoming probe events of append_probes, as three parallel arrays sent in binary.
+unnest(%(times)b::timestamptz[], %(target_ids)b::integer[], %(latencies)b::integer[])
+    AS incoming (time, target_id, latency_us)
 
--- select_target_states --
--- The stored latest state of some targets.
-SELECT target_id, last_probe_at, latency_us, last_ok_at, status_since, consecutive_failures,
-       last_error, last_error_at
-FROM target_state WHERE target_id = ANY(%(target_ids)s)
+-- rollup_minutes --
+-- The CTE that adds new probe events to the per-minute rollup (plain PostgreSQL): it is
+-- spliced into append_probes after `new`. Counts and sums add; the latencies merge, kept
+-- sorted, so that reading a percentile is one subscript.
+, rollup AS (
+    INSERT INTO probe_minute AS m (bucket, target_id, probes, failures, sum_us, max_us, latencies)
+    SELECT date_bin(interval '1 minute', time, timestamptz '1970-01-01 00:00:00+00'),
+           target_id,
+           count(*),
+           count(*) FILTER (WHERE latency_us < 0),
+           coalesce(sum(latency_us) FILTER (WHERE latency_us >= 0), 0),
+           max(latency_us) FILTER (WHERE latency_us >= 0),
+           coalesce(array_agg(latency_us ORDER BY latency_us) FILTER (WHERE latency_us >= 0),
+                    '{}')
+    FROM new
+    GROUP BY 1, 2
+    ORDER BY 2, 1
+    ON CONFLICT (target_id, bucket) DO UPDATE SET
+        probes = m.probes + EXCLUDED.probes,
+        failures = m.failures + EXCLUDED.failures,
+        sum_us = m.sum_us + EXCLUDED.sum_us,
+        max_us = greatest(m.max_us, EXCLUDED.max_us),
+        latencies = CASE WHEN EXCLUDED.latencies = '{}' THEN m.latencies
+                         ELSE ARRAY(SELECT v FROM unnest(m.latencies || EXCLUDED.latencies) v
+                                    ORDER BY v) END
+)
+
+-- lock_agent --
+-- Serialise the batches of one agent. Every target belongs to one agent, so no other
+-- transaction writes the projection rows of this batch's targets meanwhile; one lock
+-- instead of a row lock per target (which would cost a WAL record each).
+SELECT pg_advisory_xact_lock(7002, %(agent_id)s)
 
 -- upsert_target_states --
--- Write folded states.
+-- Write folded states (of targets refolded from their events after a late event).
 INSERT INTO target_state AS s (target_id, last_probe_at, latency_us, last_ok_at, status_since,
                                consecutive_failures, last_error, last_error_at)
-SELECT * FROM unnest(%(target_ids)s::integer[], %(last_probe_at)s::timestamptz[],
-                     %(latency_us)s::integer[], %(last_ok_at)s::timestamptz[],
-                     %(status_since)s::timestamptz[], %(consecutive_failures)s::integer[],
-                     %(last_error)s::smallint[], %(last_error_at)s::timestamptz[])
+SELECT * FROM unnest(%(target_ids)b::integer[], %(last_probe_at)b::timestamptz[],
+                     %(latency_us)b::integer[], %(last_ok_at)b::timestamptz[],
+                     %(status_since)b::timestamptz[], %(consecutive_failures)b::integer[],
+                     %(last_error)b::smallint[], %(last_error_at)b::timestamptz[])
 ON CONFLICT (target_id) DO UPDATE SET
     last_probe_at = EXCLUDED.last_probe_at,
     latency_us = EXCLUDED.latency_us,
@@ -88,6 +172,17 @@ ORDER BY container_key, time DESC, action DESC
 ON CONFLICT (container_key) DO UPDATE SET
     action = EXCLUDED.action, action_at = EXCLUDED.action_at, exit_code = EXCLUDED.exit_code
 WHERE (EXCLUDED.action_at, EXCLUDED.action) > (s.action_at, s.action)
+
+-- update_network_state --
+-- Fold new network_disconnect events into network_state: the latest disconnect wins.
+INSERT INTO network_state AS s (container_key, network, detached_at)
+SELECT container_key, network, max(time)
+FROM unnest(%(times)s::timestamptz[], %(container_keys)s::integer[], %(networks)s::text[])
+     AS e (time, container_key, network)
+GROUP BY container_key, network
+ORDER BY container_key, network
+ON CONFLICT (container_key, network) DO UPDATE SET detached_at = EXCLUDED.detached_at
+WHERE EXCLUDED.detached_at > s.detached_at
 
 -- update_container_health --
 -- Fold new health_status events into container_state: the latest wins.
@@ -126,6 +221,22 @@ SELECT count(*) FROM new
 -- ensure_partitions --
 -- Make the partitions that cover a time range (a no-op on TimescaleDB).
 SELECT dockping_ensure_partitions(%(start_at)s, %(end_at)s, %(step)s)
+
+-- configure_storage --
+-- Apply the storage settings: chunk interval, compression and retention (TimescaleDB).
+SELECT dockping_configure_storage(%(partition_interval)s, %(compress_after)s, %(retention)s)
+
+-- uncompacted_partitions --
+-- probe_events partitions (plain PostgreSQL) that ended before a time, not yet compacted.
+SELECT child.relname::text
+FROM pg_inherits
+JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
+JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+WHERE parent.relname = 'probe_events'
+  AND (regexp_match(pg_get_expr(child.relpartbound, child.oid),
+                    'TO \(''([^'']+)''\)'))[1]::timestamptz <= %(before)s
+  AND obj_description(child.oid, 'pg_class') IS DISTINCT FROM 'dockping: compacted'
+ORDER BY 1
 
 -- drop_partitions --
 -- Drop whole partitions or chunks older than the retention cutoff.

@@ -62,3 +62,37 @@ FROM heartbeats ORDER BY agent_id, time DESC
 -- delete_agent_states --
 -- Forget every folded agent state (before a full rebuild).
 DELETE FROM agent_state
+
+-- delete_probe_minutes --
+-- Forget the per-minute rollup (plain PostgreSQL, before a full rebuild).
+DELETE FROM probe_minute
+
+-- rebuild_probe_minutes --
+-- Refold the per-minute rollup (plain PostgreSQL) from every stored probe event.
+INSERT INTO probe_minute (bucket, target_id, probes, failures, sum_us, max_us, latencies)
+SELECT date_bin(interval '1 minute', time, timestamptz '1970-01-01 00:00:00+00'),
+       target_id,
+       count(*),
+       count(*) FILTER (WHERE latency_us < 0),
+       coalesce(sum(latency_us) FILTER (WHERE latency_us >= 0), 0),
+       max(latency_us) FILTER (WHERE latency_us >= 0),
+       coalesce(array_agg(latency_us ORDER BY latency_us) FILTER (WHERE latency_us >= 0), '{}')
+FROM probe_events
+GROUP BY 1, 2
+
+-- refresh_probe_minutes --
+-- Refresh the whole continuous aggregate (TimescaleDB, outside any transaction).
+CALL refresh_continuous_aggregate('probe_minute', NULL, NULL, force => true)
+
+
+-- delete_network_states --
+-- Forget every folded network detachment (before a full rebuild).
+DELETE FROM network_state
+
+-- rebuild_network_states --
+-- Fold every stored network_disconnect event into network_state.
+INSERT INTO network_state (container_key, network, detached_at)
+SELECT container_key, detail ->> 'network', max(time)
+FROM container_events
+WHERE action = 'network_disconnect' AND detail ->> 'network' IS NOT NULL
+GROUP BY 1, 2

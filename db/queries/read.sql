@@ -1,8 +1,7 @@
--- addresses_page --
--- One page of latest_state; the sort key, keyset and order come from a fixed list in query/addresses.py.
-SELECT target_id, agent, container_id, container_name, image, compose_project, network, ip, port,
-       protocol, status, latency_ms, error, last_probe_at, last_ok_at, status_since,
-       consecutive_failures, last_error, {sort_key} AS sort_key
+-- addresses_page_keys --
+-- The ids and sort keys of one page of latest_state; only what the order and the filters need
+-- is computed per row. Sort key, keyset and order come from a fixed list in query/addresses.py.
+SELECT target_id, {sort_key}
 FROM latest_state
 WHERE NOT removed
   AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
@@ -11,6 +10,14 @@ WHERE NOT removed
   {keyset}
 ORDER BY {order}
 LIMIT %(limit)s
+
+-- addresses_by_ids --
+-- Some addresses in full, by target id (the rows of a page).
+SELECT target_id, agent, container_id, container_name, image, compose_project, network, ip, port,
+       protocol, status, latency_ms, error, last_probe_at, last_ok_at, status_since,
+       consecutive_failures, last_error
+FROM latest_state
+WHERE target_id = ANY(%(target_ids)s::integer[])
 
 -- target_by_id --
 -- One target with its current state.
@@ -46,3 +53,117 @@ ORDER BY a.name
 -- The state of every current target, for /metrics.
 SELECT agent, container_name, ip, port, protocol, status, latency_ms
 FROM latest_state WHERE NOT removed
+
+-- target_detail --
+-- One target with its current state and its container's key, for the detail page.
+SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
+       l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
+       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, t.container_key
+FROM latest_state l JOIN targets t USING (target_id)
+WHERE l.target_id = %(target_id)s
+
+-- stream_rows --
+-- The current state of some targets, for live updates.
+SELECT l.target_id, l.container_name, l.status, l.latency_ms, l.error, l.last_probe_at,
+       l.last_ok_at, l.status_since, t.container_key
+FROM latest_state l JOIN targets t USING (target_id)
+WHERE l.target_id = ANY(%(target_ids)s::integer[])
+
+-- containers_by_id --
+-- The containers with this Docker id (exact, or a hex prefix), on one agent or all.
+SELECT c.container_key, a.name AS agent, c.container_id, c.name, c.image, c.compose_project,
+       c.compose_service
+FROM containers c JOIN agents a USING (agent_id)
+WHERE (c.container_id = %(container_id)s
+       OR (%(prefix)s::text IS NOT NULL AND c.container_id LIKE %(prefix)s::text))
+  AND (%(agent)s::text IS NULL OR a.name = %(agent)s::text)
+ORDER BY a.name
+LIMIT 50
+
+-- container_events_page --
+-- Lifecycle events of some containers, newest first, after a keyset position.
+SELECT e.time, e.container_key, e.action, e.exit_code, e.detail
+FROM container_events e
+WHERE e.container_key = ANY(%(container_keys)s::integer[])
+  AND (%(before)s::timestamptz IS NULL
+       OR (e.time, e.container_key, e.action)
+          < (%(before)s::timestamptz, %(before_key)s::integer, %(before_action)s::text))
+ORDER BY e.time DESC, e.container_key DESC, e.action DESC
+LIMIT %(limit)s
+
+-- latency_minutes --
+-- Latency points at 1 minute: the rollup's own rows, with its exact per-minute percentiles.
+SELECT m.bucket AS time, m.probes, m.failures, m.avg_ms::float8 AS avg_ms,
+       m.p50_ms::float8 AS p50_ms, m.p95_ms::float8 AS p95_ms, m.max_ms::float8 AS max_ms
+FROM latency_minute m
+WHERE m.target_id = %(target_id)s AND m.bucket >= %(start)s AND m.bucket < %(end)s
+ORDER BY m.bucket
+
+-- latency_rollup --
+-- Latency points from the per-minute rollup, re-aggregated into buckets of whole minutes.
+-- probes and failures add up, avg_ms is weighted by successful probes and max_ms is the
+-- largest minute max: all exact. The per-minute percentiles cannot be merged, and reading
+-- them costs a sort per minute, so p50_ms is the median of the minute averages and p95_ms the
+-- 95th percentile of the minute maxima (it leans high: a cautious estimate).
+SELECT date_bin(%(bucket)s::interval, m.bucket, timestamptz '1970-01-01 00:00:00+00') AS time,
+       sum(m.probes)::bigint AS probes,
+       sum(m.failures)::bigint AS failures,
+       (sum(m.avg_ms * (m.probes - m.failures))
+        / nullif(sum(m.probes - m.failures) FILTER (WHERE m.avg_ms IS NOT NULL), 0))::float8 AS avg_ms,
+       (percentile_cont(0.5) WITHIN GROUP (ORDER BY m.avg_ms))::float8 AS p50_ms,
+       (percentile_cont(0.95) WITHIN GROUP (ORDER BY m.max_ms))::float8 AS p95_ms,
+       max(m.max_ms)::float8 AS max_ms
+FROM latency_minute m
+WHERE m.target_id = %(target_id)s AND m.bucket >= %(start)s AND m.bucket < %(end)s
+GROUP BY 1
+ORDER BY 1
+
+-- latency_raw --
+-- Latency points straight from the raw probe events, for buckets below a minute.
+SELECT date_bin(%(bucket)s::interval, e.time, timestamptz '1970-01-01 00:00:00+00') AS time,
+       count(*)::bigint AS probes,
+       count(*) FILTER (WHERE e.latency_us < 0)::bigint AS failures,
+       (avg(e.latency_us) FILTER (WHERE e.latency_us >= 0) / 1000.0)::float8 AS avg_ms,
+       (percentile_cont(0.5) WITHIN GROUP (ORDER BY e.latency_us)
+            FILTER (WHERE e.latency_us >= 0) / 1000.0)::float8 AS p50_ms,
+       (percentile_cont(0.95) WITHIN GROUP (ORDER BY e.latency_us)
+            FILTER (WHERE e.latency_us >= 0) / 1000.0)::float8 AS p95_ms,
+       (max(e.latency_us) FILTER (WHERE e.latency_us >= 0) / 1000.0)::float8 AS max_ms
+FROM probe_events e
+WHERE e.target_id = %(target_id)s AND e.time >= %(start)s AND e.time < %(end)s
+GROUP BY 1
+ORDER BY 1
+
+-- addresses_uptime --
+-- Probes and failures per target since a time, from the per-minute rollup.
+SELECT m.target_id, sum(m.probes)::bigint AS probes, sum(m.failures)::bigint AS failures
+FROM latency_minute m
+WHERE m.target_id = ANY(%(target_ids)s::integer[]) AND m.bucket >= %(since)s
+GROUP BY m.target_id
+
+-- addresses_sparkline --
+-- Per-minute latency of some targets since a time, for the sparklines.
+SELECT m.target_id, m.bucket, m.probes, m.failures, m.avg_ms::float8 AS avg_ms
+FROM latency_minute m
+WHERE m.target_id = ANY(%(target_ids)s::integer[]) AND m.bucket >= %(since)s
+ORDER BY m.target_id, m.bucket
+
+-- silent_agents --
+-- Agents not heard from since a time (their last heartbeat, or when first seen if none yet).
+SELECT a.name AS agent, s.last_heartbeat_at
+FROM agents a LEFT JOIN agent_state s USING (agent_id)
+WHERE coalesce(s.last_heartbeat_at, a.first_seen_at) < %(since)s
+ORDER BY a.name
+LIMIT 20
+
+-- relation_exists --
+-- Whether a table or view exists (for views that later migrations add).
+SELECT to_regclass(%(name)s) IS NOT NULL AS present
+
+-- notifications_recent --
+-- The latest notifications about one target (from a view a later migration adds).
+SELECT time, kind, channel, status, message
+FROM notification_history
+WHERE target_id = %(target_id)s
+ORDER BY time DESC
+LIMIT %(limit)s

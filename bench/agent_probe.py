@@ -1,0 +1,230 @@
+"""Agent probe throughput and cost against 10,000 loopback listeners, in a network namespace of its own.
+
+The listeners, a sink standing in for ingest, the agent and a bare asyncio connect loop
+all run inside one fresh namespace (`ip netns add`). The agent finds its 10,000 targets
+(100 containers x 100 ports on 127.0.0.1) through a fake Engine API on a unix socket
+(tests/fake_docker.py): a real engine cannot give 10,000 targets inside a private namespace.
+Figures: the agent's probes/s (interval 1 s, so it is saturated) against the bare loop's
+connects/s, as raw rates and per CPU-second of the prober (on a shared 2-core machine the
+raw rates are bounded by the listener process, which must run for each handshake to
+complete); the agent's CPU (share of one core) and RSS for 10,000 targets at a 20 s
+interval, against the bare loop paced at the same rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench import Figure
+from bench._netns import BARE_LOOP, LISTENERS, available, namespace, python
+
+CONTAINERS = 100
+PORTS_EACH = 100
+TARGETS = CONTAINERS * PORTS_EACH
+BASE_PORT = 20000
+SINK_PORT = 19999
+CONCURRENCY = 256
+
+
+@contextmanager
+def fake_engine(socket_path: Path) -> Iterator[None]:
+    """The fake Engine API, serving 100 containers of 100 ports each, in a thread."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.fake_docker import FakeDocker, inspect_payload
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop: asyncio.Event | None = None
+
+    async def serve() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        async with FakeDocker(socket_path) as engine:
+            for i in range(CONTAINERS):
+                cid = f"{i:064x}"
+                ports = tuple(range(BASE_PORT + i * PORTS_EACH, BASE_PORT + (i + 1) * PORTS_EACH))
+                engine.containers[cid] = inspect_payload(
+                    cid, f"bench-{i}", {"bench": "127.0.0.1"}, ports=ports
+                )
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    ready.wait(30)
+    try:
+        yield
+    finally:
+        if stop is not None:
+            loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+
+def _sink_count(path: Path) -> tuple[float, int]:
+    for _ in range(50):
+        try:
+            stamp, events, _ = path.read_text().split()
+            return float(stamp), int(events)
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.05)
+    raise RuntimeError("the sink reports nothing")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _agent(
+    prefix: list[str], scratch: Path, socket_path: Path, interval: str
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DOCKPING_DATA_DIR": str(scratch / f"data-{interval}"),
+        "DOCKPING_AGENT__ID": "bench",
+        "DOCKPING_AGENT__TOKEN": "bench",
+        "DOCKPING_AGENT__DOCKER_URL": f"unix://{socket_path}",
+        "DOCKPING_AGENT__INGEST_URL": f"http://127.0.0.1:{SINK_PORT}",
+        "DOCKPING_AGENT__PROBE_INTERVAL": interval,
+        "DOCKPING_AGENT__CONCURRENCY": str(CONCURRENCY),
+        "DOCKPING_LOG__LEVEL": "warning",
+    }
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-m", "dockping", "agent"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(scratch / f"agent-{interval}.log").open("wb"),
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _bare(prefix: list[str], seconds: float, rate: float) -> tuple[float, float, float]:
+    done = subprocess.run(
+        python(prefix, BARE_LOOP, BASE_PORT, TARGETS, CONCURRENCY, seconds, rate),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    per_second, cpu, max_rss_kb = done.stdout.split()
+    return float(per_second), float(cpu), int(max_rss_kb) / 1024
+
+
+def run() -> list[Figure]:
+    """Measure throughput, then CPU and RSS at a 20 s interval."""
+    reason = available()
+    if reason:
+        raise RuntimeError(reason)
+    with tempfile.TemporaryDirectory(prefix="dpbench-") as scratch_name:
+        scratch = Path(scratch_name)
+        socket_path = scratch / "docker.sock"
+        count_file = scratch / "sink.count"
+        with namespace() as prefix, fake_engine(socket_path):
+            listeners = subprocess.Popen(
+                python(prefix, LISTENERS, BASE_PORT, TARGETS, SINK_PORT, count_file),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert listeners.stdout is not None
+                if listeners.stdout.readline().strip() != "ready":
+                    raise RuntimeError("the listeners did not start")
+                bare_rate, bare_busy, _ = _bare(prefix, 10, 0)
+
+                agent = _agent(prefix, scratch, socket_path, "1s")
+                time.sleep(8)  # discovery, the first round, the pipeline full
+                t0, n0 = _sink_count(count_file)
+                c0 = _cpu_seconds(agent.pid)
+                time.sleep(10)
+                t1, n1 = _sink_count(count_file)
+                c1 = _cpu_seconds(agent.pid)
+                _stop(agent)
+                agent_rate = (n1 - n0) / (t1 - t0)
+                agent_per_cpu = (n1 - n0) / max(c1 - c0, 1e-9)
+                bare_per_cpu = bare_rate / max(bare_busy, 1e-9)
+
+                agent = _agent(prefix, scratch, socket_path, "20s")
+                time.sleep(25)  # the first round at once, then spread over the interval
+                c0, w0 = _cpu_seconds(agent.pid), time.monotonic()
+                t0, n0 = _sink_count(count_file)
+                time.sleep(40)
+                c1, w1 = _cpu_seconds(agent.pid), time.monotonic()
+                t1, n1 = _sink_count(count_file)
+                rss = _rss_mb(agent.pid)
+                _stop(agent)
+                steady_rate = (n1 - n0) / (t1 - t0)
+                agent_cpu = (c1 - c0) / (w1 - w0)
+                _, bare_cpu, bare_rss = _bare(prefix, 20, TARGETS / 20)
+            finally:
+                listeners.terminate()
+                listeners.wait(10)
+    return [
+        Figure(
+            "agent probes per CPU-second, saturated",
+            agent_per_cpu,
+            "probes/cpu-s",
+            bare_per_cpu,
+            "bare asyncio connect loop",
+            ">= 0.5 of the bare loop",
+            agent_per_cpu >= 0.5 * bare_per_cpu,
+        ),
+        Figure(
+            "agent probes/s, 10,000 targets, saturated",
+            agent_rate,
+            "probes/s",
+            bare_rate,
+            "bare asyncio connect loop",
+            ">= 0.5 of the bare loop",
+            agent_rate >= 0.5 * bare_rate,
+        ),
+        Figure(
+            "agent probes/s at a 20 s interval",
+            steady_rate,
+            "probes/s",
+            TARGETS / 20,
+            "10,000 targets / 20 s",
+            "= 1.0 of the schedule",
+            steady_rate >= 0.95 * TARGETS / 20,
+        ),
+        Figure(
+            "agent CPU, 10,000 targets at 20 s",
+            agent_cpu * 100,
+            "% of core",
+            bare_cpu * 100,
+            "bare loop at 500 connects/s",
+            "<= 10% of a core",
+            agent_cpu <= 0.10,
+        ),
+        Figure(
+            "agent RSS, 10,000 targets at 20 s",
+            rss,
+            "MB",
+            bare_rss,
+            "bare loop peak RSS",
+            "<= 150 MB",
+            rss <= 150,
+        ),
+    ]

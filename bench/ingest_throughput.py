@@ -1,0 +1,204 @@
+"""Sustained ingest over HTTP (1,000-event batches, 2 agents) against raw psycopg COPY of the same rows.
+
+Both run on the same PostgreSQL in the same run, each into a fresh database: COPY writes the
+(time, target_id, latency_us) rows the events become straight into probe_events on two
+connections; ingest gets the same events as JSON from two agents over HTTP, validates them,
+skips duplicates, appends, updates the projection and the rollup, and commits each batch.
+DOCKPING_BENCH_EVENTS sets the events per agent (default 100,000).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+
+import anyio
+import httpx
+import msgspec
+
+from bench import Figure
+from bench.storage_support import copy_rows as copy_into
+from bench.storage_support import (
+    database,
+    prepare_partitions,
+    probe_json,
+    raw_rows,
+    server,
+    start_time,
+)
+
+AGENTS = 2
+BATCH = 1000
+ROUNDS = 2
+TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a local benchmark
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bodies(agent: int, count: int, start: datetime, resent: float) -> list[bytes]:
+    """JSON batch bodies of one agent; `resent` of each batch repeats the batch before."""
+    fresh_per_batch = BATCH - round(BATCH * resent)
+    events = [probe_json(agent, i, start) for i in range(count)]
+    out = []
+    for offset in range(0, count, fresh_per_batch):
+        fresh = events[offset : offset + fresh_per_batch]
+        old = events[max(0, offset - (BATCH - len(fresh))) : offset]
+        out.append(msgspec.json.encode({"agent": f"bench-{agent}", "events": old + fresh}))
+    return out
+
+
+class IngestProcess:
+    """`dockping ingest` as a process of its own, as in production."""
+
+    def __init__(self, url: str) -> None:
+        self.port = _free_port()
+        self._data = tempfile.TemporaryDirectory(prefix="dockping-bench-ingest-")
+        env = dict(
+            os.environ,
+            DOCKPING_DATA_DIR=self._data.name,
+            DOCKPING_DATABASE__URL=url,
+            DOCKPING_DATABASE__POOL_SIZE="4",
+            DOCKPING_INGEST__PORT=str(self.port),
+            DOCKPING_INGEST__TOKEN=TOKEN,
+            DOCKPING_LOG__LEVEL="warning",
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dockping", "ingest"], env=env, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("ingest did not start")
+
+    def stop(self) -> None:
+        """Stop it with SIGTERM."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._data.cleanup()
+
+
+async def _post_all(port: int, per_agent: list[list[bytes]]) -> tuple[float, int, int]:
+    totals = {"accepted": 0, "duplicates": 0}
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    async def agent(bodies: list[bytes]) -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            for body in bodies:
+                response = await client.post("/api/v1/events", content=body, headers=headers)
+                if response.status_code != 202:
+                    raise RuntimeError(f"ingest answered {response.status_code}: {response.text}")
+                answer = response.json()
+                totals["accepted"] += answer["accepted"]
+                totals["duplicates"] += answer["duplicates"]
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for bodies_of_agent in per_agent:
+            group.start_soon(agent, bodies_of_agent)
+    return time.perf_counter() - started, totals["accepted"], totals["duplicates"]
+
+
+def _warm_up(port: int, start: datetime) -> None:
+    # Makes every target and container once, as a running system has, outside the timing.
+    per_agent = [bodies(a, 1000, start, 0.0) for a in range(AGENTS)]
+    anyio.run(_post_all, port, per_agent)
+
+
+def ingest_rate(admin_url: str, count: int, resent: float) -> tuple[float, int, int]:
+    """Events per second (sent, duplicates included) through HTTP ingest."""
+    start = start_time(count + 2000)
+    with database(admin_url) as url:
+        prepare_partitions(url, start, datetime.now(start.tzinfo))
+        ingest = IngestProcess(url)
+        try:
+            _warm_up(ingest.port, start)
+            later = start + (start_time(count) - start)
+            per_agent = [bodies(a, count, later, resent) for a in range(AGENTS)]
+            sent = sum(len(msgspec.json.decode(b)["events"]) for bs in per_agent for b in bs)
+            seconds, accepted, duplicates = anyio.run(_post_all, ingest.port, per_agent)
+        finally:
+            ingest.stop()
+    return sent / seconds, accepted, duplicates
+
+
+def copy_rate(admin_url: str, count: int) -> float:
+    """Rows per second of raw binary COPY of the same rows, one connection per agent."""
+    start = start_time(count)
+    with database(admin_url) as url:
+        prepare_partitions(url, start, datetime.now(start.tzinfo))
+        rows = [raw_rows(a, count, start) for a in range(AGENTS)]
+        spent: list[float] = []
+        threads = [
+            threading.Thread(target=lambda r=r: spent.append(copy_into(url, r, BATCH)))
+            for r in rows
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return AGENTS * count / (time.perf_counter() - started)
+
+
+def run() -> list[Figure]:
+    """Sustained and duplicate-heavy ingest, each against raw COPY measured alongside."""
+    count = int(os.environ.get("DOCKPING_BENCH_EVENTS", "100000"))
+    copies: list[float] = []
+    sustained_runs: list[float] = []
+    heavy_runs: list[float] = []
+    with server() as admin_url:
+        # Interleaved rounds, so that a noisy neighbour weighs on every figure alike.
+        for _ in range(ROUNDS):
+            copies.append(copy_rate(admin_url, count))
+            sustained_runs.append(ingest_rate(admin_url, count, 0.0)[0])
+            heavy_runs.append(ingest_rate(admin_url, count, 0.5)[0])
+    copy_mean = statistics.mean(copies)
+    sustained = statistics.mean(sustained_runs)
+    heavy = statistics.mean(heavy_runs)
+    return [
+        Figure("raw COPY, 2 connections", copy_mean, "rows/s"),
+        Figure(
+            "HTTP ingest, 1,000-event batches, 2 agents",
+            sustained,
+            "events/s",
+            baseline=copy_mean,
+            baseline_name="raw COPY",
+            target=">= 0.5",
+            met=sustained / copy_mean >= 0.5,
+        ),
+        Figure(
+            "HTTP ingest, 50% of each batch resent",
+            heavy,
+            "events/s",
+            baseline=copy_mean,
+            baseline_name="raw COPY",
+            target=">= 0.4",
+            met=heavy / copy_mean >= 0.4,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    for figure in run():
+        print(figure.line())

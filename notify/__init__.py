@@ -1,0 +1,1 @@
+"""The notifier: status changes become messages through Apprise."""

@@ -1,0 +1,198 @@
+"""A fake Docker Engine API on a unix socket, for fault injection only.
+
+It serves the three calls the agent makes (list, inspect, events) from a dict of
+inspect payloads, and can misbehave on demand: cut the event stream mid-message,
+send garbage, or answer slowly. Real behaviour is tested against a real engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+def inspect_payload(
+    container_id: str,
+    name: str,
+    networks: dict[str, str],
+    ports: tuple[int, ...] = (80,),
+    labels: dict[str, str] | None = None,
+    running: bool = True,
+    paused: bool = False,
+) -> dict[str, Any]:
+    """An inspect payload as the engine returns it, with the fields the agent reads."""
+    return {
+        "Id": container_id,
+        "Name": f"/{name}",
+        "Config": {
+            "Image": "fake:1",
+            "ExposedPorts": {f"{port}/tcp": {} for port in ports},
+            "Labels": labels or {},
+        },
+        "State": {
+            "Running": running,
+            "Paused": paused,
+            "StartedAt": "2026-11-27T20:00:00.123456789Z",
+        },
+        "HostConfig": {"NetworkMode": "bridge"},
+        "NetworkSettings": {
+            "Networks": {
+                network: {"IPAddress": ip, "GlobalIPv6Address": ""}
+                for network, ip in networks.items()
+            }
+        },
+    }
+
+
+def _summary(inspect: dict[str, Any]) -> dict[str, Any]:
+    state = inspect["State"]
+    return {
+        "Id": inspect["Id"],
+        "Names": [inspect["Name"]],
+        "Labels": inspect["Config"]["Labels"],
+        "State": "paused" if state["Paused"] else "running",
+        "Ports": [
+            {"PrivatePort": int(spec.partition("/")[0]), "Type": "tcp"}
+            for spec in inspect["Config"]["ExposedPorts"]
+        ],
+        "HostConfig": inspect["HostConfig"],
+        "NetworkSettings": inspect["NetworkSettings"],
+    }
+
+
+class FakeDocker:
+    """The fake engine. Start it with `async with`, change it, push events."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.delay = 0.0
+        """Seconds to wait before answering a list or an inspect."""
+        self.garbage = False
+        """Answer a list or an inspect with bytes that are not JSON."""
+        self.requests: list[tuple[str, dict[str, list[str]]]] = []
+        self._streams: set[asyncio.Queue[bytes | None]] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._clock = time.time_ns()
+
+    @property
+    def url(self) -> str:
+        """The Docker URL to give the agent."""
+        return f"unix://{self.socket_path}"
+
+    async def __aenter__(self) -> FakeDocker:
+        self._server = await asyncio.start_unix_server(self._handle, path=str(self.socket_path))
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.close_streams()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    @property
+    def streams(self) -> int:
+        """Event streams open now."""
+        return len(self._streams)
+
+    def event_json(self, kind: str, action: str, actor: str, **attributes: str) -> bytes:
+        """One event line as the engine writes it."""
+        self._clock += 1_000_000
+        return (
+            json.dumps(
+                {
+                    "Type": kind,
+                    "Action": action,
+                    "Actor": {"ID": actor, "Attributes": attributes},
+                    "time": self._clock // 1_000_000_000,
+                    "timeNano": self._clock,
+                }
+            ).encode()
+            + b"\n"
+        )
+
+    def push(self, data: bytes) -> None:
+        """Send raw bytes on every open event stream."""
+        for queue in self._streams:
+            queue.put_nowait(data)
+
+    def emit(self, kind: str, action: str, actor: str, **attributes: str) -> None:
+        """Send one event on every open event stream."""
+        self.push(self.event_json(kind, action, actor, **attributes))
+
+    def cut_mid_message(self, line: bytes) -> None:
+        """Send the first half of an event line, then drop the connection without ending it."""
+        self.push(line[: len(line) // 2])
+        for queue in self._streams:
+            queue.put_nowait(None)
+
+    def close_streams(self) -> None:
+        """Drop every event stream at once."""
+        for queue in self._streams:
+            queue.put_nowait(None)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+                parts = urlsplit(target)
+                query = parse_qs(parts.query)
+                self.requests.append((parts.path, query))
+                if parts.path.endswith("/events"):
+                    await self._events(writer)
+                    return
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                status, body = self._answer(method, parts.path)
+                if self.garbage:
+                    status, body = "200 OK", b"\x00\xffnot json {"
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    def _answer(self, method: str, path: str) -> tuple[str, bytes]:
+        parts = path.strip("/").split("/")
+        if parts and parts[0].startswith("v1."):
+            parts = parts[1:]  # clients pin an API version: /v1.41/containers/json
+        if method == "GET" and parts == ["version"]:
+            return "200 OK", b'{"ApiVersion": "1.41", "Version": "20.10.24-fake"}'
+        if method == "GET" and parts == ["containers", "json"]:
+            listed = [_summary(c) for c in self.containers.values() if c["State"]["Running"]]
+            return "200 OK", json.dumps(listed).encode()
+        if method == "GET" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "json":
+            if parts[1] in self.containers:
+                return "200 OK", json.dumps(self.containers[parts[1]]).encode()
+            return "404 Not Found", b'{"message": "No such container"}'
+        return "404 Not Found", b'{"message": "page not found"}'
+
+    async def _events(self, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._streams.add(queue)
+        try:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            await writer.drain()
+            while True:
+                data = await queue.get()
+                if data is None:
+                    return  # dropped without the closing chunk: a broken stream
+                writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                await writer.drain()
+        finally:
+            self._streams.discard(queue)
