@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import aiodocker
 import anyio
@@ -29,25 +29,16 @@ from agent.targets import (
     disabled,
 )
 from dockping import logs
-from dockping.contract import ContainerEvent
+from dockping.contract import ContainerAction, ContainerEvent
 
 log = logs.get("dockping.agent.discovery")
 
-CONTAINER_ACTIONS = frozenset(
-    {
-        "create",
-        "start",
-        "restart",
-        "stop",
-        "die",
-        "kill",
-        "oom",
-        "pause",
-        "unpause",
-        "destroy",
-        "rename",
-    }
-)
+# Lifecycle actions taken from the stream as they are; health and networks have their own.
+CONTAINER_ACTIONS = frozenset(get_args(ContainerAction)) - {
+    "health_status",
+    "network_connect",
+    "network_disconnect",
+}
 BACKOFF_FIRST = 0.25
 BACKOFF_CAP = 10.0
 OnContainer = Callable[[str, Container | None], None]

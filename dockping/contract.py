@@ -162,6 +162,8 @@ def decode_batch(body: bytes) -> Batch:
         raise _describe(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"malformed JSON: {exc}", None) from None
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"malformed JSON: invalid UTF-8 at byte {exc.start}", None) from None
 
 
 def encode(value: object) -> bytes:

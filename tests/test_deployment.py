@@ -144,7 +144,7 @@ def test_the_compose_files_validate_with_their_example_env_files() -> None:
         assert done.returncode == 0, f"{path.name}: {done.stderr}"
         rendered = yaml.safe_load(done.stdout)
         assert set(services(path)) == set(rendered["services"])
-    assert {"timescaledb", "migrate", "ingest", "query", "agent", "demo-up", "demo-down"} == set(
+    assert {"timescaledb", "migrate", "ingest", "query", "notify", "agent", "demo-up", "demo-down"} == set(
         services(STACK)
     )
 
@@ -214,7 +214,7 @@ def test_every_compose_command_is_a_dockping_subcommand(capsys: pytest.CaptureFi
             assert parsed.value.code == 0, f"{path.name}: {name} runs {command}"
             used.add(command[0])
     capsys.readouterr()
-    assert {"migrate", "ingest", "query", "agent"} <= used
+    assert {"migrate", "ingest", "query", "notify", "agent"} <= used
 
 
 def test_every_variable_in_the_compose_files_is_a_real_setting() -> None:

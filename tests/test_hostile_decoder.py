@@ -161,17 +161,23 @@ def test_malformed_bodies_are_decode_errors(name: str, body: bytes, field: str |
         assert caught.value.field.startswith(field), (name, caught.value.field)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="dockping/contract.py decode_batch lets UnicodeDecodeError out for invalid UTF-8 inside"
-    " a JSON string (msgspec raises it, not DecodeError), which ingest answers with a 500; reported",
-)
 def test_invalid_utf8_is_a_decode_error() -> None:
     """Invalid UTF-8 inside a JSON string is a DecodeError."""
     body = json.dumps(batch(probe(-1, name="NAME"))).encode().replace(b"NAME", b"\xc3\x28\xff")
     with pytest.raises(DecodeError):
         decode_batch(body)
+
+
+def test_invalid_utf8_gets_a_400_and_stores_nothing(
+    client: TestClient[Any], database_url: str
+) -> None:
+    """A batch with invalid UTF-8 in a string gets a 400 and none of its events is stored."""
+    before = fingerprint(database_url)
+    body = json.dumps(batch(*valid_events(), probe(-1, name="NAME"))).encode()
+    response = post_raw(client, body.replace(b"NAME", b"\xc3\x28\xff"))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid"
+    assert before == fingerprint(database_url)
 
 
 def post_raw(client: TestClient[Any], body: bytes) -> Any:
