@@ -350,3 +350,20 @@ async def test_a_network_disconnect_removes_that_networks_addresses(
     with psycopg.connect(database_url) as conn:
         again = conn.execute("SELECT removed FROM latest_state WHERE ip = '10.8.0.2'").fetchone()
     assert again == (False,)
+
+
+async def test_a_paused_container_is_down_from_the_pause_on(
+    client: AsyncTestClient, database_url: str
+) -> None:
+    """A pause newer than any stop makes the address down (error `paused`) until it unpauses."""
+    await client.post("/api/v1/events", headers=AUTH, json=batch(probe(0), lifecycle(5, "pause")))
+    await client.post("/api/v1/events", headers=AUTH, json=batch(probe(6)))
+    with psycopg.connect(database_url) as conn:
+        paused = conn.execute("SELECT status, error, status_since FROM latest_state").fetchone()
+    assert paused is not None
+    assert paused[:2] == ("down", "paused")
+    assert paused[2].isoformat().replace("+00:00", "Z") == at(5)
+    await client.post("/api/v1/events", headers=AUTH, json=batch(lifecycle(8, "unpause")))
+    with psycopg.connect(database_url) as conn:
+        resumed = conn.execute("SELECT status, error FROM latest_state").fetchone()
+    assert resumed == ("up", None)

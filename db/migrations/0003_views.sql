@@ -52,17 +52,25 @@ SELECT t.target_id,
        CASE
            WHEN cs.action IN ('stop', 'die', 'kill', 'destroy', 'oom')
                 AND (s.last_probe_at IS NULL OR cs.action_at >= s.last_probe_at) THEN 'stopped'
+           -- A paused container serves nothing, though its kernel may still complete a few
+           -- handshakes: it is down from the pause event on, not only once probes time out.
+           WHEN cs.action = 'pause' THEN 'down'
            WHEN s.target_id IS NULL THEN 'unknown'
            WHEN s.latency_us >= 0 THEN 'up'
            ELSE 'down'
        END AS status,
        CASE WHEN s.latency_us >= 0 THEN s.latency_us / 1000.0 END AS latency_ms,
-       CASE WHEN s.latency_us < 0 THEN pe.error END AS error,
+       CASE
+           WHEN s.latency_us < 0 THEN pe.error
+           WHEN cs.action = 'pause' THEN 'paused'
+       END AS error,
        s.last_probe_at,
        s.last_ok_at,
        CASE
            WHEN cs.action IN ('stop', 'die', 'kill', 'destroy', 'oom')
                 AND (s.last_probe_at IS NULL OR cs.action_at >= s.last_probe_at) THEN cs.action_at
+           WHEN cs.action = 'pause' AND (s.latency_us >= 0 OR s.status_since < cs.action_at)
+               THEN cs.action_at
            ELSE s.status_since
        END AS status_since,
        s.consecutive_failures,
