@@ -29,7 +29,7 @@ def main(names: list[str]) -> int:
         started = time.monotonic()
         try:
             figures: list[Figure] = module.run()
-        except Exception as exc:  # noqa: BLE001 - report and go on with the next benchmark
+        except Exception as exc:
             print(f"   FAILED: {type(exc).__name__}: {exc}", flush=True)
             failed += 1
             continue

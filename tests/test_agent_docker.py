@@ -133,9 +133,7 @@ def test_a_paused_container_times_out(stack: Stack, containers: Containers) -> N
     docker("pause", name)
     try:
         # Down from the pause event on; then the probes themselves time out.
-        wait_for(
-            lambda: (r := rows(stack, cid)) and r[0]["status"] == "down" and r, 30, "down"
-        )
+        wait_for(lambda: (r := rows(stack, cid)) and r[0]["status"] == "down" and r, 30, "down")
         assert "pause" in actions(stack, cid)
         down = wait_for(
             lambda: (r := rows(stack, cid)) and r[0]["error"] == "timeout" and r, 90, "timeout"

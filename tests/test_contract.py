@@ -148,7 +148,9 @@ def test_bad_batches_name_the_field(raw: bytes, field: str | None) -> None:
                 max_value=datetime(2100, 1, 1),
                 timezones=st.just(UTC),
             ),
-            container_id=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=64),
+            container_id=st.text(
+                st.characters(blacklist_characters="\x00"), min_size=1, max_size=64
+            ),
             ip=st.ip_addresses().map(str),
             port=st.integers(1, 65535),
             ok=st.just(True),

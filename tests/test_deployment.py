@@ -144,9 +144,16 @@ def test_the_compose_files_validate_with_their_example_env_files() -> None:
         assert done.returncode == 0, f"{path.name}: {done.stderr}"
         rendered = yaml.safe_load(done.stdout)
         assert set(services(path)) == set(rendered["services"])
-    assert {"timescaledb", "migrate", "ingest", "query", "notify", "agent", "demo-up", "demo-down"} == set(
-        services(STACK)
-    )
+    assert {
+        "timescaledb",
+        "migrate",
+        "ingest",
+        "query",
+        "notify",
+        "agent",
+        "demo-up",
+        "demo-down",
+    } == set(services(STACK))
 
 
 def test_the_stack_refuses_to_run_without_the_secrets(tmp_path: Path) -> None:
