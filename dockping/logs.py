@@ -23,6 +23,7 @@ def redact_text(text: str) -> str:
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Tokens and passwords must never reach a log line, whoever logs them.
+    event.pop("color_message", None)  # uvicorn's duplicate of the message, with ANSI colours
     for key, value in list(event.items()):
         if _SECRET_KEYS.search(key) and value:
             event[key] = "***"
