@@ -142,6 +142,7 @@ class BadInput(msgspec.Struct, frozen=True):
 _decoder = msgspec.json.Decoder(Batch)
 _encoder = msgspec.json.Encoder()
 _AT = re.compile(r"^(?P<text>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
+_AT_KEY = re.compile(r"^(?P<text>.*) - at `key` in `(?P<path>\$[^`]*)`$", re.DOTALL)
 _FIELD_FIRST = re.compile(r"^(?P<field>[a-z_]+): (?P<text>.*)$", re.DOTALL)
 
 
@@ -172,6 +173,10 @@ def encode(value: object) -> bytes:
 
 
 def _describe(message: str) -> DecodeError:
+    key = _AT_KEY.match(message)
+    if key is not None:
+        # A bad key of a mapping (labels): msgspec says "at `key` in `$.events[0].labels`".
+        return DecodeError(f"{key.group('text')} (a key)", key.group("path"))
     match = _AT.match(message)
     text, path = (match.group("text"), match.group("path")) if match else (message, None)
     named = _FIELD_FIRST.match(text)

@@ -25,12 +25,8 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-# No NUL characters: a NUL in a stored string is a known 500, pinned by
-# test_nul_characters_never_get_a_server_error; here it would only hide other findings.
 # No lone surrogates: they make the JSON text malformed, with no field to name (a case below).
-_text = st.text(
-    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=30
-)
+_text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30)
 json_values = st.recursive(
     st.none()
     | st.booleans()
@@ -246,25 +242,16 @@ def test_malformed_bodies_get_a_400_and_store_nothing(
     assert before == fingerprint(database_url)
 
 
-DB_RANGE_DEFECT = (
-    "ingest stores exit_code and heartbeat targets in PostgreSQL integer columns but the"
-    " contract (dockping/contract.py) accepts any int, so 2**40 reaches the database and the"
-    " NumericValueOutOfRange becomes a 500 (db/append.py, db/connector.py); reported"
-)
-
-
 @pytest.mark.parametrize(
     ("event", "field"),
     [
         pytest.param(
             lifecycle(-5, "die", exit_code=2**40),
             "$.events[4].exit_code",
-            marks=pytest.mark.xfail(strict=True, reason=DB_RANGE_DEFECT),
         ),
         pytest.param(
             {"type": "heartbeat", "time": probe(-5)["time"], "targets": 2**40},
             "$.events[4].targets",
-            marks=pytest.mark.xfail(strict=True, reason=DB_RANGE_DEFECT),
         ),
         pytest.param(
             probe(-5, ip="10.0.0.1\u0000"),
@@ -283,11 +270,13 @@ def test_values_beyond_the_store_are_refused_with_a_4xx(
     assert before == fingerprint(database_url)
 
 
-NUL_DEFECT = (
-    "a NUL character (\\u0000) in the batch's agent, a container event's name or image, or a"
-    " heartbeat's version is valid JSON but PostgreSQL text refuses it: ingest answers 500 instead of a 400 naming"
-    " the field (dockping/contract.py Text accepts it; db/append.py passes it on); reported"
-)
+@pytest.mark.parametrize("key", ["k\u0000", "k" * 2000])
+def test_a_bad_label_key_is_named(key: str) -> None:
+    """A label key that breaks the contract is refused naming the event's labels."""
+    body = json.dumps(batch(probe(-2), lifecycle(-1, "start", labels={key: "v"}))).encode()
+    with pytest.raises(DecodeError) as caught:
+        decode_batch(body)
+    assert (caught.value.field or "").startswith("$.events[1].labels")
 
 
 HEARTBEAT = {"type": "heartbeat", "time": probe(-5)["time"]}
@@ -301,20 +290,21 @@ HEARTBEAT = {"type": "heartbeat", "time": probe(-5)["time"]}
             "host-a",
             lifecycle(-5, "start", name="n\u0000", image="i\u0000"),
             "$.events[4]",
-            marks=pytest.mark.xfail(strict=True, reason=NUL_DEFECT),
         ),
-        ("host-a", lifecycle(-5, "start", labels={"k\u0000": "v\u0000"}), "$.events[4]"),
+        pytest.param(
+            "host-a",
+            lifecycle(-5, "start", labels={"k\u0000": "v\u0000"}),
+            "$.events[4]",
+        ),
         pytest.param(
             "agent\u0000name",
             HEARTBEAT,
             "$.agent",
-            marks=pytest.mark.xfail(strict=True, reason=NUL_DEFECT),
         ),
         pytest.param(
             "host-a",
             {**HEARTBEAT, "version": "\u0000"},
             "$.events[4]",
-            marks=pytest.mark.xfail(strict=True, reason=NUL_DEFECT),
         ),
     ],
 )

@@ -367,3 +367,22 @@ async def test_a_paused_container_is_down_from_the_pause_on(
     with psycopg.connect(database_url) as conn:
         resumed = conn.execute("SELECT status, error FROM latest_state").fetchone()
     assert resumed == ("up", None)
+
+
+async def test_a_stopping_container_leaving_its_network_is_stopped_not_gone(
+    client: AsyncTestClient, database_url: str
+) -> None:
+    """Docker disconnects a stopping container from its networks; the address shows stopped."""
+    await client.post("/api/v1/events", headers=AUTH, json=batch(probe(0)))
+    await client.post(
+        "/api/v1/events",
+        headers=AUTH,
+        json=batch(
+            lifecycle(5, "die", exit_code=0),
+            lifecycle(6, "network_disconnect", network="bridge"),
+            lifecycle(7, "stop"),
+        ),
+    )
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT status, removed FROM latest_state").fetchone()
+    assert row == ("stopped", False)

@@ -76,9 +76,13 @@ SELECT t.target_id,
        s.consecutive_failures,
        le.error AS last_error,
        s.last_error_at,
-       -- Gone: the container was removed, or left the target's network after its last probe.
+       -- Gone: the container was removed, or left the target's network after its last probe
+       -- while running (a stopping container leaves its networks too, and is `stopped`).
        coalesce(cs.action = 'destroy', false)
-           OR coalesce(ns.detached_at >= coalesce(s.last_probe_at, '-infinity'), false) AS removed
+           OR coalesce(ns.detached_at >= coalesce(s.last_probe_at, '-infinity')
+                       AND cs.action IS DISTINCT FROM 'stop' AND cs.action IS DISTINCT FROM 'die'
+                       AND cs.action IS DISTINCT FROM 'kill' AND cs.action IS DISTINCT FROM 'oom',
+                       false) AS removed
 FROM targets t
 JOIN containers c USING (container_key)
 JOIN agents a USING (agent_id)
