@@ -240,8 +240,10 @@ def test_rows_change_live_without_a_reload(browser: Any, system: System) -> None
     assert row.locator("[data-field=status]").inner_text() == "up"
     target = system.api("/api/v1/addresses")["items"][0]
     system.send([probe(datetime.now(UTC), 0, ok=False, latency=0, name=target["container_name"])])
+    # Predicates as functions, not strings: the page's CSP forbids eval of a string.
     page.wait_for_function(
-        "document.querySelector('#addresses tbody tr [data-field=status]').textContent === 'down'",
+        "() => document.querySelector('#addresses tbody tr [data-field=status]')"
+        ".textContent === 'down'",
         timeout=30000,
     )
     assert row.locator("[data-field=error]").inner_text() == "(refused)"
@@ -278,7 +280,7 @@ def test_hostile_names_stay_inert_in_page_detail_and_live_updates(
         ]
     )
     page.wait_for_function(
-        "[...document.querySelectorAll('#addresses [data-field=name]')]"
+        "() => [...document.querySelectorAll('#addresses [data-field=name]')]"
         ".some(e => e.textContent.endsWith('>2'))",
         timeout=30000,
     )

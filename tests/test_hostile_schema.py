@@ -22,6 +22,8 @@ from tests.events import batch, lifecycle, probe
 
 EXAMPLES = 40
 CHECKS = [not_a_server_error, response_schema_conformance]
+
+
 def success_schema_conformance(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
     """The response schema check, for 2xx answers only (ingest documents no error bodies)."""
     if 200 <= response.status_code < 300:
