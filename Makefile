@@ -4,6 +4,8 @@
 PYTHON ?= python3
 UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
+# Trust the system's certificate store (as pip and curl do), e.g. behind a TLS-inspecting proxy.
+export UV_SYSTEM_CERTS := true
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench up down soak clean help
