@@ -672,11 +672,15 @@ class ChaosRig:
 
 def build_busybox_image() -> str:
     """The tests' busybox image FROM scratch, built if missing (for runs outside pytest)."""
-    from tests.docker_support import IMAGE, static_busybox
+    from tests.docker_support import IMAGE, build_image, static_busybox
 
     found = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False)
     if found.returncode == 0:
         return IMAGE
+    busybox = static_busybox()
+    if busybox is None:
+        raise RuntimeError("no static busybox (Debian package busybox-static)")
+    return build_image(busybox)
     busybox = static_busybox()
     if busybox is None:
         raise RuntimeError("no static busybox (Debian package busybox-static)")

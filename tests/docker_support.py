@@ -64,12 +64,8 @@ def docker_engine() -> str:
     return version
 
 
-@pytest.fixture(scope="session")
-def busybox_image(docker_engine: str) -> str:
-    """An image FROM scratch holding the static busybox, built once per session."""
-    busybox = static_busybox()
-    if busybox is None:
-        unavailable("no static busybox (Debian package busybox-static) to build the test image")
+def build_image(busybox: Path) -> str:
+    """Build the image FROM scratch holding a static busybox; return its name."""
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         dockerfile = (
@@ -92,6 +88,15 @@ def busybox_image(docker_engine: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"building the test image failed: {done.stderr.decode()}")
     return IMAGE
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_engine: str) -> str:
+    """An image FROM scratch holding the static busybox, built once per session."""
+    busybox = static_busybox()
+    if busybox is None:
+        unavailable("no static busybox (Debian package busybox-static) to build the test image")
+    return build_image(busybox)
 
 
 class Containers:
