@@ -199,7 +199,11 @@ async def post_events(request: Request[object, object, State], state: State) -> 
     except DecodeError as exc:
         ingest.metrics.rejected.labels("invalid").inc()
         raise ApiError(400, "invalid", exc.detail, exc.field) from None
-    ingest.check_agent(token, batch.agent)
+    try:
+        ingest.check_agent(token, batch.agent)
+    except ApiError:
+        ingest.failures.failed(address)  # another agent's token counts as a failed attempt too
+        raise
     ingest.check_limits(batch)
     started = time.perf_counter()
     async with connection(state.pool) as conn:
