@@ -43,6 +43,22 @@ def database(settings: Settings) -> Iterator[str]:
             server.stop()
 
 
+def _refuse_newer_schema(url: str) -> None:
+    """Stop before serving when the schema is missing or newer than this program.
+
+    A database that cannot be reached yet is no reason to stop: the pool reconnects.
+    """
+    import psycopg
+
+    from db.migrate import check_schema
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            check_schema(conn)
+    except (psycopg.OperationalError, DatabaseUnavailable):
+        log.warning("database.unavailable", error="not reachable at start; retrying as needed")
+
+
 def _serve(app: object, host: str, port: int) -> None:
     # Each idle client holds a descriptor and uvicorn has no request-head timeout: with the
     # usual soft limit (1024) a thousand idle connections would lock everyone else out.
@@ -86,14 +102,17 @@ def run(command: str, settings: Settings, settings_path: Path | None) -> int:
             elif command == "ingest":
                 from ingest.app import create_app as ingest_app
 
+                _refuse_newer_schema(url)
                 _serve(ingest_app(settings, url), settings.ingest.host, settings.ingest.port)
             elif command == "query":
                 from query.app import create_app as query_app
 
+                _refuse_newer_schema(url)
                 _serve(query_app(settings, url), settings.query.host, settings.query.port)
             elif command == "notify":
                 from notify.api import create_app as notify_app
 
+                _refuse_newer_schema(url)
                 _serve(notify_app(settings, url), settings.notify.host, settings.notify.port)
         return 0
     except (DatabaseUnavailable, SchemaError, EmbeddedError) as exc:

@@ -303,8 +303,11 @@ def test_the_healthchecks_pass_on_live_services_and_fail_on_dead_ones(
         assert "Traceback" not in process.output()
 
 
-def test_migrate_refuses_a_schema_newer_than_itself(database_url: str, tmp_path: Path) -> None:
-    """`dockping migrate`, the stack's first step, exits 1 on a newer schema, so nothing else starts."""
+@pytest.mark.parametrize("command", ["migrate", "ingest", "query", "notify"])
+def test_services_refuse_a_schema_newer_than_themselves(
+    database_url: str, tmp_path: Path, command: str
+) -> None:
+    """`dockping migrate` and every service exit 1 on a newer schema instead of running on it."""
     migrate(database_url)
     with psycopg.connect(database_url) as conn:
         conn.execute(
@@ -313,7 +316,7 @@ def test_migrate_refuses_a_schema_newer_than_itself(database_url: str, tmp_path:
             (latest_version() + 1,),
         )
     env = service_env(tmp_path / "data", DOCKPING_DATABASE__URL=database_url)
-    process = Process(["migrate"], env, tmp_path / "migrate.log")
+    process = Process([command], env, tmp_path / f"{command}.log")
     code = process.process.wait(60)
     output = process.output()
     process.stop()
