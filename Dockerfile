@@ -1,4 +1,4 @@
-# One image for every part: ingest, query, agent and migrate are `dockping <subcommand>` in it.
+# One image for every part: ingest, query, notify, agent and migrate are `dockping <subcommand>` in it.
 # Build it with `make up` (docker compose), or `docker build -t dockping .`.
 # Plain Dockerfile syntax only, so that the classic builder of older engines builds it too.
 
