@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import resource
 import signal
 import socket
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
@@ -681,26 +679,3 @@ def build_busybox_image() -> str:
     if busybox is None:
         raise RuntimeError("no static busybox (Debian package busybox-static)")
     return build_image(busybox)
-    busybox = static_busybox()
-    if busybox is None:
-        raise RuntimeError("no static busybox (Debian package busybox-static)")
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        dockerfile = (
-            b"FROM scratch\nCOPY busybox /bin/busybox\n"
-            b'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-            b'ENTRYPOINT ["/bin/busybox"]\n'
-        )
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
-        tar.add(str(busybox), arcname="busybox")
-    subprocess.run(
-        ["docker", "build", "-q", "-t", IMAGE, "-"],
-        input=context.getvalue(),
-        capture_output=True,
-        timeout=300,
-        check=True,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-    )
-    return IMAGE

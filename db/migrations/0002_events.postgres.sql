@@ -32,7 +32,16 @@ CREATE TABLE heartbeats (
     PRIMARY KEY (agent_id, time)
 ) PARTITION BY RANGE (time);
 
--- Create the partitions covering [start_at, end_at) for every event table.
+-- The tables these functions manage: every range-partitioned table of this schema (the event
+-- tables here, the rollup of 0004), so that a new one needs no new copy of them.
+CREATE VIEW dockping_partitioned AS
+SELECT c.oid, c.relname
+FROM pg_partitioned_table p
+JOIN pg_class c ON c.oid = p.partrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE p.partstrat = 'r' AND n.nspname = current_schema();
+
+-- Create the partitions covering [start_at, end_at) for every partitioned table.
 CREATE FUNCTION dockping_ensure_partitions(start_at timestamptz, end_at timestamptz, step interval)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -45,7 +54,7 @@ BEGIN
     lower_bound := to_timestamp(floor(extract(epoch FROM start_at) / extract(epoch FROM step))
                                 * extract(epoch FROM step));
     WHILE lower_bound < end_at LOOP
-        FOREACH tbl IN ARRAY ARRAY['probe_events', 'container_events', 'heartbeats'] LOOP
+        FOR tbl IN SELECT relname FROM dockping_partitioned ORDER BY relname LOOP
             part := format('%s_p%s', tbl, to_char(lower_bound AT TIME ZONE 'UTC', 'YYYYMMDD"t"HH24MI'));
             IF to_regclass(part) IS NULL THEN
                 EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
@@ -70,9 +79,8 @@ BEGIN
                (regexp_match(pg_get_expr(child.relpartbound, child.oid),
                              'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
         FROM pg_inherits
-        JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
+        JOIN dockping_partitioned parent ON parent.oid = pg_inherits.inhparent
         JOIN pg_class child ON child.oid = pg_inherits.inhrelid
-        WHERE parent.relname IN ('probe_events', 'container_events', 'heartbeats')
     LOOP
         IF rec.upper_bound <= cutoff THEN
             EXECUTE format('DROP TABLE %I', rec.part);

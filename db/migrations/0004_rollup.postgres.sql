@@ -17,54 +17,8 @@ CREATE TABLE probe_minute (
     PRIMARY KEY (target_id, bucket)
 ) PARTITION BY RANGE (bucket);
 
--- Partitions for every event table and the rollup, aligned to the step from the epoch.
-CREATE OR REPLACE FUNCTION dockping_ensure_partitions(start_at timestamptz, end_at timestamptz, step interval)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    tbl text;
-    lower_bound timestamptz;
-    part text;
-    made integer := 0;
-BEGIN
-    lower_bound := to_timestamp(floor(extract(epoch FROM start_at) / extract(epoch FROM step))
-                                * extract(epoch FROM step));
-    WHILE lower_bound < end_at LOOP
-        FOREACH tbl IN ARRAY ARRAY['probe_events', 'container_events', 'heartbeats', 'probe_minute'] LOOP
-            part := format('%s_p%s', tbl, to_char(lower_bound AT TIME ZONE 'UTC', 'YYYYMMDD"t"HH24MI'));
-            IF to_regclass(part) IS NULL THEN
-                EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
-                               part, tbl, lower_bound, lower_bound + step);
-                made := made + 1;
-            END IF;
-        END LOOP;
-        lower_bound := lower_bound + step;
-    END LOOP;
-    RETURN made;
-END $$;
-
--- Drop every partition (events and rollup) whose whole range ends at or before cutoff.
-CREATE OR REPLACE FUNCTION dockping_drop_partitions(cutoff timestamptz)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    rec record;
-    dropped integer := 0;
-BEGIN
-    FOR rec IN
-        SELECT child.relname AS part,
-               (regexp_match(pg_get_expr(child.relpartbound, child.oid),
-                             'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
-        FROM pg_inherits
-        JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
-        JOIN pg_class child ON child.oid = pg_inherits.inhrelid
-        WHERE parent.relname IN ('probe_events', 'container_events', 'heartbeats', 'probe_minute')
-    LOOP
-        IF rec.upper_bound <= cutoff THEN
-            EXECUTE format('DROP TABLE %I', rec.part);
-            dropped := dropped + 1;
-        END IF;
-    END LOOP;
-    RETURN dropped;
-END $$;
+-- dockping_ensure_partitions() and dockping_drop_partitions() (0002) manage its partitions
+-- like the events', since it is range-partitioned too.
 
 -- Storage settings: partitions are made by ingest per partition_interval, and expired
 -- by dockping_drop_partitions(); compression exists only on TimescaleDB.
