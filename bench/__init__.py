@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from dataclasses import dataclass
+
+import httpx
+
+
+def wait_healthy(
+    base_url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 60
+) -> None:
+    """Wait until a service answers 200 on /healthz; fail if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (process is None or process.poll() is None):
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{base_url} did not become healthy")
 
 
 @dataclass(frozen=True)

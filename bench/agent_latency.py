@@ -21,7 +21,7 @@ import uuid
 
 import httpx
 
-from bench import Figure
+from bench import Figure, wait_healthy
 from bench.storage_support import database, server
 
 IMAGE = "dockping-test-busybox:latest"
@@ -60,18 +60,6 @@ def _wait_status(client: httpx.Client, name: str, wanted: str, timeout: float = 
             return time.monotonic()
         time.sleep(POLL)
     raise RuntimeError(f"{name} never became {wanted}")
-
-
-def _ready(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def _run(label: str, name: str, *extra: str) -> float:
@@ -136,8 +124,8 @@ def run() -> list[Figure]:
                 processes.append(
                     subprocess.Popen([sys.executable, "-m", "dockping", command], env=env)
                 )
-            _ready(f"http://127.0.0.1:{ingest_port}")
-            _ready(f"http://127.0.0.1:{query_port}")
+            wait_healthy(f"http://127.0.0.1:{ingest_port}")
+            wait_healthy(f"http://127.0.0.1:{query_port}")
             processes.append(subprocess.Popen([sys.executable, "-m", "dockping", "agent"], env=env))
             time.sleep(3)  # the agent connected to Docker
             client = httpx.Client(base_url=f"http://127.0.0.1:{query_port}", timeout=5)

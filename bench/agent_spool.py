@@ -23,7 +23,7 @@ import httpx
 import msgspec
 
 from agent.shipper import REQUEST_EVENTS, Shipper
-from bench import Figure
+from bench import Figure, wait_healthy
 from bench.storage_support import database, server
 from dockping.contract import Batch, Event, ProbeEvent
 from dockping.settings import load
@@ -56,18 +56,6 @@ def _events(count: int, start: datetime, salt: int) -> list[ProbeEvent]:
     ]
 
 
-def _ready(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("ingest did not come up")
-
-
 def run() -> list[Figure]:
     """Fill a spool, then time its replay and the direct baseline."""
     count = int(os.environ.get("DOCKPING_BENCH_EVENTS", "100000"))
@@ -88,7 +76,7 @@ def run() -> list[Figure]:
         }
         ingest = subprocess.Popen([sys.executable, "-m", "dockping", "ingest"], env=env)
         try:
-            _ready(f"http://127.0.0.1:{port}")
+            wait_healthy(f"http://127.0.0.1:{port}")
             settings = load(None, env)
             start = datetime.now(UTC) - timedelta(hours=1)
 

@@ -24,7 +24,7 @@ import anyio
 import httpx
 import msgspec
 
-from bench import Figure
+from bench import Figure, wait_healthy
 from bench.storage_support import copy_rows as copy_into
 from bench.storage_support import (
     database,
@@ -77,15 +77,11 @@ class IngestProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dockping", "ingest"], env=env, stderr=subprocess.PIPE
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("ingest did not start")
+        try:
+            wait_healthy(f"http://127.0.0.1:{self.port}", self.process, timeout=30)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Stop it with SIGTERM."""

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench import Figure
+from bench import Figure, wait_healthy
 from bench.storage_support import server
 from db.migrate import migrate
 from db.queries import parse, sql
@@ -137,7 +137,7 @@ def query_service(url: str) -> Iterator[str]:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_healthy(base, process)
+            wait_healthy(base, process)
             yield base
         finally:
             process.terminate()
@@ -147,16 +147,6 @@ def query_service(url: str) -> Iterator[str]:
                 process.kill()
                 process.wait()
             log.close()
-
-
-def _wait_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError("the query service did not become healthy")
 
 
 def _free_port() -> int:
