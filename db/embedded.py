@@ -181,6 +181,9 @@ class EmbeddedPostgres:
         entry = pwd.getpwnam(self._user)
         ensure_prefix_permissions(self.data_dir)
         self.data_dir.chmod(self.data_dir.stat().st_mode | stat.S_IXGRP | stat.S_IXOTH)
+        # The server's user must reach the binaries too: a checkout (and its .venv) may sit in
+        # a private directory such as one made by mktemp -d.
+        ensure_prefix_permissions(BIN)
         readable = stat.S_IRGRP | stat.S_IROTH
         ensure_folder_permissions(BIN, stat.S_IXGRP | stat.S_IXOTH | readable)
         ensure_folder_permissions(BIN.parent / "lib", readable)
