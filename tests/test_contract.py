@@ -149,13 +149,18 @@ def test_bad_batches_name_the_field(raw: bytes, field: str | None) -> None:
                 timezones=st.just(UTC),
             ),
             container_id=st.text(
-                st.characters(blacklist_characters="\x00"), min_size=1, max_size=64
+                st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                min_size=1,
+                max_size=64,
             ),
             ip=st.ip_addresses().map(str),
             port=st.integers(1, 65535),
             ok=st.just(True),
             latency_ms=st.floats(0, 3_600_000, allow_nan=False, allow_infinity=False),
-            container_name=st.text(st.characters(blacklist_characters="\x00"), max_size=50),
+            container_name=st.text(
+                st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                max_size=50,
+            ),
         ),
         max_size=20,
     )

@@ -54,7 +54,9 @@ BEGIN
     lower_bound := to_timestamp(floor(extract(epoch FROM start_at) / extract(epoch FROM step))
                                 * extract(epoch FROM step));
     WHILE lower_bound < end_at LOOP
-        FOR tbl IN SELECT relname FROM dockping_partitioned ORDER BY relname LOOP
+        -- In creation order, probe_events first, as a batch writes them: a batch that holds
+        -- probe_events then makes this wait before it holds any other lock (no deadlock).
+        FOR tbl IN SELECT relname FROM dockping_partitioned ORDER BY oid LOOP
             part := format('%s_p%s', tbl, to_char(lower_bound AT TIME ZONE 'UTC', 'YYYYMMDD"t"HH24MI'));
             IF to_regclass(part) IS NULL THEN
                 EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
