@@ -58,7 +58,8 @@ def configure(settings: LogSettings, service: str) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            # Extras first, so that redaction sees them too.
+            foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         )
     )
     root = logging.getLogger()
