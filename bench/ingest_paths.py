@@ -74,7 +74,18 @@ def _methods(conn: psycopg.Connection) -> dict[str, Callable[[Rows], None]]:
         _copy(conn, _SQL["copy_incoming"], rows)
         conn.execute(from_temp, prepare=False).fetchall()
 
+    def copy_fast(rows: Rows) -> None:
+        conn.execute(sql("lock_agent"), {"agent_id": 1})
+        raw(rows)
+        conn.execute(_SQL["log_minutes"], params(rows), prepare=False)
+
+    def copy_fold(rows: Rows) -> None:
+        copy_fast(rows)
+        conn.execute(_SQL["update_folded"], params(rows), prepare=False)
+
     return {
+        "COPY + log": copy_fast,
+        "COPY + log + folded update": copy_fold,
         "raw COPY": raw,
         "insert alone": insert_alone,
         "insert + projection": statement(no_rollup),
@@ -115,7 +126,13 @@ def run() -> list[Figure]:
         measured = rates(admin_url, count)
     raw = measured["raw COPY"]
     figures = [Figure("raw COPY, 1 connection", raw, "rows/s")]
-    for name in ("insert alone", "insert + projection", "arrays (kept)"):
+    for name in (
+        "insert alone",
+        "insert + projection",
+        "arrays (kept)",
+        "COPY + log",
+        "COPY + log + folded update",
+    ):
         figures.append(Figure(f"append: {name}", measured[name], "events/s", raw, "raw COPY"))
     figures.append(
         Figure(

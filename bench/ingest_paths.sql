@@ -22,3 +22,24 @@ INSERT INTO probe_events (time, target_id, latency_us)
 SELECT * FROM unnest(%(times)b::timestamptz[], %(target_ids)b::integer[], %(latencies)b::integer[])
 ORDER BY 2, 1
 ON CONFLICT DO NOTHING
+
+-- log_minutes --
+-- What a batch logs for the rollup refresher: the minutes its events fell in.
+INSERT INTO rollup_log (bucket)
+SELECT DISTINCT date_bin(interval '1 minute', t, timestamptz 'epoch')
+FROM unnest(%(times)b::timestamptz[]) t
+
+-- update_folded --
+-- The projection written from a fold done by the client: one row per target, its newest
+-- event; a target whose state is newer is left alone.
+UPDATE target_state t SET
+    last_probe_at = b.last_at,
+    latency_us = b.latency_us,
+    last_ok_at = CASE WHEN b.latency_us >= 0 THEN b.last_at ELSE t.last_ok_at END,
+    status_since = CASE WHEN (t.latency_us >= 0) = (b.latency_us >= 0) THEN t.status_since
+                        ELSE b.last_at END,
+    consecutive_failures = CASE WHEN b.latency_us >= 0 THEN 0
+                                ELSE t.consecutive_failures + 1 END
+FROM unnest(%(target_ids)b::integer[], %(times)b::timestamptz[], %(latencies)b::integer[])
+     AS b (target_id, last_at, latency_us)
+WHERE t.target_id = b.target_id AND b.last_at > t.last_probe_at

@@ -6,6 +6,7 @@ one keep-alive HTTP client measures it, one request at a time:
 
 - GET /api/v1/addresses (50 rows) and GET /addresses for every sort with no filter and with
   each filter (status, free text, agent), first pages and deep pages: p99 against /healthz;
+  and the API for every sort with a filter that keeps few rows or none;
 - a target-events page at depth 1,000,000 against page 1 (keyset), and an OFFSET read at the
   same depth beside the keyset read, both as plain SQL;
 - /latency for 30 days at 1 h buckets and 24 h at 1 min buckets, against /healthz.
@@ -73,6 +74,11 @@ def dataset(admin_url: str, targets: int, events: int) -> Iterator[str]:
             conn.execute(f'CREATE DATABASE "{name}"')
         migrate(url, "postgres")
         _generate(url, targets, events)
+    elif migrate(url, "postgres")[1]:
+        # A kept dataset from before a migration: store what the new schema logged.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql("refresh_every_rollup"))
+            conn.execute("VACUUM ANALYZE")
     yield url
 
 
@@ -111,8 +117,9 @@ def _generate(url: str, targets: int, events: int) -> None:
         _log(f"30-day target: {long_count:,} events")
         conn.execute(_SQL["bench_target_states"], {})
         conn.execute(_SQL["bench_container_states"], {})
-        _log("refolding the per-minute rollup")
-        conn.execute(sql("rebuild_probe_minutes"))
+        _log("computing the per-minute and per-hour rollups")
+        conn.execute(sql("log_every_minute"))
+        conn.execute(sql("refresh_every_rollup"))
         _log("VACUUM ANALYZE")
         conn.execute("VACUUM ANALYZE")
         conn.execute(_SQL["bench_mark_done"], {})
@@ -199,6 +206,20 @@ def _address_cases(client: httpx.Client) -> list[tuple[str, dict[str, str]]]:
     return cases
 
 
+# Filters that keep few rows or none: a plan that walks an index in order and checks each
+# row would read everything to fill a page. Measured apart from the 20 cases above.
+RARE_FILTERS = ({"status": "stopped"}, {"status": "unknown"}, {"q": "no-such-name"})
+
+
+def _rare_cases() -> list[tuple[str, dict[str, str]]]:
+    """Every sort with each rare filter."""
+    return [
+        (f"{sort} {extra}", {"sort": sort, "limit": "50", **extra})
+        for sort in ("name", "status", "latency", "last_ok")
+        for extra in RARE_FILTERS
+    ]
+
+
 def _figures(base: str, url: str, targets: int) -> list[Figure]:
     figures: list[Figure] = []
     long_id = targets + 1
@@ -244,6 +265,20 @@ def _figures(base: str, url: str, targets: int) -> list[Figure]:
             )
         )
         figures.append(Figure("GET /addresses HTML p50", _ms(html, 0.5), "ms", h99, "healthz p99"))
+        rare: list[float] = []
+        for _, params in _rare_cases():
+            rare += _timed(_get(client, "/api/v1/addresses", params), ROUNDS)
+        figures.append(
+            Figure(
+                f"GET /api/v1/addresses p99, rare filters ({len(_rare_cases())} cases)",
+                _ms(rare, 0.99),
+                "ms",
+                h99,
+                "healthz p99",
+                "p99 <= 15 ms",
+                _ms(rare, 0.99) <= 15,
+            )
+        )
 
         with psycopg.connect(url) as conn:
             row = conn.execute(

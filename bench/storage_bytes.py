@@ -48,11 +48,15 @@ def plain_postgres(admin_url: str, count: int) -> tuple[float, float, float, flo
     with database(admin_url) as url:
         _load(url, count)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql("rebuild_probe_minutes"))
+            conn.execute(sql("log_every_minute"))
+            conn.execute(sql("refresh_every_rollup"))
             conn.execute("VACUUM ANALYZE probe_events")
             conn.execute("VACUUM ANALYZE probe_minute")
+            conn.execute("VACUUM ANALYZE probe_hour")
         heap, index = table_bytes(url, "probe_events")
-        rollup_heap, rollup_index = table_bytes(url, "probe_minute")
+        rollup_heap, rollup_index = map(
+            sum, zip(table_bytes(url, "probe_minute"), table_bytes(url, "probe_hour"), strict=True)
+        )
         with psycopg.connect(url, autocommit=True) as conn:
             # What ingest's maintenance does to each partition once its time is past.
             conn.execute("REINDEX TABLE probe_events")
@@ -105,7 +109,7 @@ def run() -> list[Figure]:
             met=compacted <= 60,
         ),
         Figure(
-            "plain PG: probe_minute rollup (after rebuild)",
+            "plain PG: probe_minute + probe_hour rollups",
             rollup,
             "bytes/event",
             baseline=total,

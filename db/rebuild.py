@@ -10,17 +10,20 @@ from db.queries import sql
 
 
 def rebuild(url: str) -> dict[str, int]:
-    """Refold target, container and agent state and the latency rollup; return row counts."""
+    """Refold target, container and agent state and the latency rollups; return row counts."""
     counts: dict[str, int] = {}
     with translate_errors(), psycopg.connect(url) as conn:
         backend = check_schema(conn)
         conn.commit()
         with conn.transaction():
+            if backend == "postgres":
+                # The rollup refresher waits meanwhile (it takes this lock first too).
+                conn.execute("SELECT pg_advisory_xact_lock(7003)")
             # Batches wait while the rebuild runs. The tables are locked in the order in
             # which a batch writes them, so that neither waits for the other in a circle.
             tables = "target_state, container_state, network_state, agent_state"
             if backend == "postgres":
-                tables = f"probe_minute, {tables}"
+                tables = f"rollup_log, {tables}, probe_minute, rollup_hour_log, probe_hour"
             conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
             conn.execute(sql("delete_target_states"))
             rows = conn.execute(sql("rebuild_target_states"), {"target_ids": None}).fetchall()
@@ -39,12 +42,16 @@ def rebuild(url: str) -> dict[str, int]:
             conn.execute(sql("delete_agent_states"))
             counts["agents"] = conn.execute(sql("rebuild_agent_states")).rowcount
             if backend == "postgres":
-                conn.execute(sql("delete_probe_minutes"))
-                counts["minutes"] = conn.execute(sql("rebuild_probe_minutes")).rowcount
+                conn.execute(sql("delete_rollups"))
+                conn.execute(sql("log_every_minute"))
+                # Every logged minute and hour, the current ones too.
+                conn.execute(sql("refresh_every_rollup"))
     if backend == "timescaledb":
         # A continuous aggregate is refreshed outside any transaction.
         with translate_errors(), psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql("refresh_probe_minutes"))
-            row = conn.execute("SELECT count(*) FROM probe_minute").fetchone()
-            counts["minutes"] = int(row[0]) if row else 0
+            conn.execute(sql("refresh_probe_hours"))
+    with translate_errors(), psycopg.connect(url) as conn:
+        row = conn.execute(sql("count_rollups")).fetchone()
+        counts["minutes"], counts["hours"] = (int(row[0]), int(row[1])) if row else (0, 0)
     return counts

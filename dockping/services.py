@@ -59,7 +59,7 @@ def _refuse_newer_schema(url: str) -> None:
         log.warning("database.unavailable", error="not reachable at start; retrying as needed")
 
 
-def _serve(app: object, host: str, port: int) -> None:
+def _serve(app: object, host: str, port: int, loop: str = "asyncio") -> None:
     # Each idle client holds a descriptor and uvicorn has no request-head timeout: with the
     # usual soft limit (1024) a thousand idle connections would lock everyone else out.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -72,6 +72,9 @@ def _serve(app: object, host: str, port: int) -> None:
         port=port,
         log_config=None,
         lifespan="on",
+        # Named, not "auto": uvloop (about a tenth less CPU per batch in ingest) only where
+        # it was measured; the other services keep asyncio's loop.
+        loop=loop,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=10,
         server_header=False,
@@ -103,7 +106,9 @@ def run(command: str, settings: Settings, settings_path: Path | None) -> int:
                 from ingest.app import create_app as ingest_app
 
                 _refuse_newer_schema(url)
-                _serve(ingest_app(settings, url), settings.ingest.host, settings.ingest.port)
+                _serve(
+                    ingest_app(settings, url), settings.ingest.host, settings.ingest.port, "uvloop"
+                )
             elif command == "query":
                 from query.app import create_app as query_app
 

@@ -81,7 +81,9 @@ class DatabaseSettings(_Section, frozen=True):
     compress_after: Duration = Duration(7 * 86400)
     """TimescaleDB only: chunks older than this are compressed."""
     partition_interval: Duration = Duration(86400)
-    """The time span of one partition (plain PostgreSQL) or chunk (TimescaleDB)."""
+    """The time span of one partition (plain PostgreSQL) or chunk (TimescaleDB): whole hours."""
+    rollup_interval: Duration = Duration(10)
+    """Plain PostgreSQL: how often ingest recomputes the latency rollups of ended minutes."""
 
 
 class IngestSettings(_Section, frozen=True):
@@ -314,6 +316,7 @@ def _check(settings: Settings) -> None:
         "agent.batch_interval",
         "database.retention",
         "database.partition_interval",
+        "database.rollup_interval",
         "notify.flap_window",
         "notify.retry_backoff",
         "notify.check_interval",
@@ -323,6 +326,9 @@ def _check(settings: Settings) -> None:
             raise SettingsError(f"{dotted}: must be longer than zero")
     if settings.database.partition_interval < 3600:
         raise SettingsError("database.partition_interval: must be at least 1h")
+    if settings.database.partition_interval % 3600:
+        # Hourly rollup rows must fall in the partition of their hour's events.
+        raise SettingsError("database.partition_interval: must be a whole number of hours")
 
 
 def load(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:

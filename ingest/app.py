@@ -26,6 +26,7 @@ from dockping.settings import Settings
 from dockping.web import EXCEPTION_HANDLERS, ApiError, healthz, pool_lifespan
 from ingest.metrics import IngestMetrics
 from ingest.ratelimit import FailureLimiter
+from ingest.rollups import refresh_rollups
 
 log = logs.get("dockping.ingest")
 
@@ -237,6 +238,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     async def maintenance(app: Litestar) -> AsyncIterator[None]:
         async with anyio.create_task_group() as group:
             group.start_soon(ingest.maintain, app.state.pool)
+            group.start_soon(refresh_rollups, app.state.pool, settings.database.rollup_interval)
             yield
             group.cancel_scope.cancel()
 

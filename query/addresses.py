@@ -1,9 +1,10 @@
-"""The address listing: filters, sorts and keyset pages over the latest_state view."""
+"""The address listing: filters, sorts and keyset pages over the listing tables and target_state."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -16,29 +17,109 @@ from query.cursor import BadCursor, Cursor, decode, encode
 Status = Literal["up", "down", "stopped", "unknown"]
 STATUSES: tuple[Status, ...] = ("up", "down", "stopped", "unknown")
 
+# A target's status as a rank, the order of the status sort: the CASE of latest_state over
+# the target's lifecycle row (lc) and its state (s), as one integer instead of a word.
+_RANK = (
+    "(CASE WHEN {lc}.action IN ('stop', 'die', 'kill', 'destroy', 'oom')"
+    " AND (s.last_probe_at IS NULL OR {lc}.action_at >= s.last_probe_at) THEN 3"
+    " WHEN {lc}.action = 'pause' THEN 0 WHEN s.target_id IS NULL THEN 1"
+    " WHEN s.latency_us >= 0 THEN 2 ELSE 0 END)"
+)
+STATUS_RANK = _RANK.format(lc="lc")
+# The same in the outer query, over the lifecycle columns the inner one passes on (p).
+OUTER_STATUS_RANK = _RANK.format(lc="p")
+RANKS: dict[str, int] = {"down": 0, "unknown": 1, "up": 2, "stopped": 3}
+STATUS_OF_RANK: tuple[Status, ...] = ("down", "unknown", "up", "stopped")
+# Stand-ins for "none", so that every key compares as a row and fits a JSON number. No
+# latency reaches 2**32 µs (the store holds an int4); -2**62 µs is long before year 1.
+NO_LATENCY = 2**32
+NEVER_OK = -(2**62)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _from_micros(value: Any) -> datetime | None:
+    if value == NEVER_OK:
+        return None
+    try:
+        return _EPOCH + int(value) * _MICROSECOND
+    except OverflowError:
+        raise BadCursor("the cursor's key is out of range") from None
+
+
+def _to_micros(value: Any) -> int:
+    return NEVER_OK if value is None else (value - _EPOCH) // _MICROSECOND
+
 
 @dataclass(frozen=True)
 class Sort:
-    """One way of ordering: SQL expressions over latest_state, their key types, the direction."""
+    """One way of ordering: SQL key expressions and their cursor forms, and the direction.
+
+    `columns` order the rows; `selected` are what the inner query passes on of them (k0, k1,
+    ...) and `outer` orders the outer query by those again; `to_cursor` / `to_param` turn a
+    selected value into a cursor's JSON value and back into the parameter that `params`
+    compares `columns` with.
+    """
 
     columns: tuple[str, ...]
+    selected: tuple[str, ...]
+    outer: tuple[str, ...]
+    params: tuple[str, ...]
     kinds: tuple[type, ...]
     descending: bool
+    to_cursor: Callable[[Any], str | int] = lambda value: value
+    to_param: Callable[[Any], Any] = lambda value: value
 
 
-# The only SQL text that varies with input; chosen by name, never built from it. Keys are
-# tuples compared as rows (no string building per row), with target_id as the tie-break.
+# The only SQL text that varies with input; chosen by name, never built from it. Every key
+# is an integer, a text or a time (no per-row arithmetic on 10,000 rows), compared as a row
+# with target_id as the tie-break, so that the name order can walk an index.
+LATENCY_KEY = f"coalesce(CASE WHEN s.latency_us >= 0 THEN s.latency_us::int8 END, {NO_LATENCY})"
 SORTS: dict[str, Sort] = {
-    "name": Sort(("lower(container_name)", "ip", "coalesce(port, 0)"), (str, str, int), False),
-    "status": Sort(
-        ("(CASE status WHEN 'down' THEN 0 WHEN 'unknown' THEN 1 WHEN 'up' THEN 2 ELSE 3 END)",),
-        (int,),
-        False,
+    "name": Sort(
+        columns=("a.name_key", "a.ip", "a.port_key"),
+        selected=("a.name_key", "a.ip", "a.port_key"),
+        outer=("p.k0", "p.k1", "p.k2"),
+        params=("%(k0)s", "%(k1)s", "%(k2)s"),
+        kinds=(str, str, int),
+        descending=False,
     ),
-    # Finite stand-ins for "none", so that a cursor key is always a plain JSON number.
-    "latency": Sort(("coalesce(latency_ms, 1e12)::float8",), (float,), False),
-    "last_ok": Sort(("coalesce(extract(epoch FROM last_ok_at), -1e12)::float8",), (float,), True),
+    "status": Sort(
+        columns=(STATUS_RANK,),
+        selected=(STATUS_RANK,),
+        outer=("p.k0",),
+        params=("%(k0)s",),
+        kinds=(int,),
+        descending=False,
+    ),
+    "latency": Sort(
+        columns=(LATENCY_KEY,),
+        selected=(LATENCY_KEY,),
+        outer=("p.k0",),
+        params=("%(k0)s",),
+        kinds=(int,),
+        descending=False,
+    ),
+    "last_ok": Sort(
+        columns=("coalesce(s.last_ok_at, '-infinity')",),
+        selected=("s.last_ok_at",),
+        outer=("coalesce(p.k0, '-infinity')",),
+        params=("coalesce(%(k0)s::timestamptz, '-infinity')",),
+        kinds=(int,),
+        descending=True,
+        to_cursor=_to_micros,
+        to_param=_from_micros,
+    ),
 }
+# The same order, written so that it cannot walk the name index. A walk pays while most rows
+# pass the filters; a filter on a rare status (anything but up, in a healthy fleet) could
+# walk every row, looking each one's state up, to find a few or none. Sorting what the
+# filters keep costs one pass whatever they keep.
+NAME_WITHOUT_INDEX = replace(SORTS["name"], columns=("(a.name_key || '')", "a.ip", "a.port_key"))
+
+# address_listing joins the inner query only for the name order and the text filters, so that
+# the other orders scan the two narrow tables alone.
+LISTING_JOIN = "JOIN address_listing a ON a.target_id = lc.target_id"
 
 
 class Address(msgspec.Struct, frozen=True):
@@ -81,16 +162,33 @@ class Filters:
     agent: str = ""
 
 
-def _order(sort: Sort, reverse: bool) -> str:
-    word = "DESC" if sort.descending != reverse else "ASC"
-    return ", ".join(f"{column} {word}" for column in (*sort.columns, "target_id"))
-
-
 def _keyset(sort: Sort, reverse: bool) -> str:
     op = "<" if sort.descending != reverse else ">"
-    columns = ", ".join((*sort.columns, "target_id"))
-    params = ", ".join(f"%(k{i})s" for i in range(len(sort.columns)))
-    return f"AND ({columns}) {op} ({params}, %(row_id)s)"
+    return (
+        f"AND ({', '.join(sort.columns)}, lc.target_id) {op} ({', '.join(sort.params)}, %(row_id)s)"
+    )
+
+
+def _order(columns: tuple[str, ...], tie: str, sort: Sort, reverse: bool) -> str:
+    word = "DESC" if sort.descending != reverse else "ASC"
+    return ", ".join(f"{column} {word}" for column in (*columns, tie))
+
+
+def _filters(filters: Filters) -> str:
+    # The text filter is ILIKE on name, image and IP, written as what PostgreSQL makes of it
+    # (LIKE of the lower-cased text and pattern) over columns stored lower-cased; lower(q) is
+    # a sub-select so that it is computed once, not per row.
+    parts = []
+    if filters.statuses:
+        parts.append(f"AND {STATUS_RANK} = ANY(%(ranks)s::integer[])")
+    if filters.agent:
+        parts.append("AND a.agent = %(agent)s::text")
+    if filters.q:
+        parts.append(
+            "AND (a.name_key LIKE (SELECT lower(%(q)s::text)) OR a.image_key LIKE"
+            " (SELECT lower(%(q)s::text)) OR a.ip LIKE (SELECT lower(%(q)s::text)))"
+        )
+    return "\n      ".join(parts)
 
 
 def parse_cursor(text: str | None, sort_name: str) -> Cursor | None:
@@ -100,15 +198,19 @@ def parse_cursor(text: str | None, sort_name: str) -> Cursor | None:
     cursor = decode(text)
     if cursor.sort != sort_name:
         raise BadCursor("the cursor belongs to another sort")
-    kinds = SORTS[sort_name].kinds
-    if len(cursor.key) != len(kinds):
+    sort = SORTS[sort_name]
+    if len(cursor.key) != len(sort.kinds):
         raise BadCursor("the cursor's key does not fit its sort")
-    for value, kind in zip(cursor.key, kinds, strict=True):
-        allowed: tuple[type, ...] = (float, int) if kind is float else (kind,)
-        if isinstance(value, bool) or not isinstance(value, allowed):
+    for value, kind in zip(cursor.key, sort.kinds, strict=True):
+        if isinstance(value, bool) or not isinstance(value, kind):
             raise BadCursor("the cursor's key does not fit its sort")
         if isinstance(value, str) and (len(value) > 300 or "\x00" in value):
             raise BadCursor("the cursor's key is too long or holds NUL")
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise BadCursor("the cursor's key is out of range")
+        sort.to_param(value)  # raises BadCursor when it has no parameter form
+    if not -(2**63) <= cursor.row_id < 2**63:
+        raise BadCursor("the cursor's row id is out of range")
     return cursor
 
 
@@ -119,52 +221,54 @@ async def page(
     cursor: Cursor | None,
     limit: int,
 ) -> AddressPage:
-    """One page of addresses, in a stable order, after or before a cursor.
-
-    Two reads: the page's ids and sort keys, ordered, touching only what the order and the
-    filters need; then those rows in full by id.
-    """
+    """One page of addresses, in a stable order, after or before a cursor (one query)."""
     sort = SORTS[sort_name]
+    if sort_name == "name" and filters.statuses and "up" not in filters.statuses:
+        sort = NAME_WITHOUT_INDEX
     reverse = cursor is not None and cursor.direction == "prev"
-    text = sql("addresses_page_keys").format(
-        sort_key=", ".join(f"{c} AS k{i}" for i, c in enumerate(sort.columns)),
+    width = len(sort.columns)
+    text = sql("addresses_page").format(
+        keys=", ".join(f"p.k{i}" for i in range(width)),
+        inner_keys=", ".join(f"{c} AS k{i}" for i, c in enumerate(sort.selected)),
+        outer_status_rank=OUTER_STATUS_RANK,
+        filters=_filters(filters),
         keyset=_keyset(sort, reverse) if cursor is not None else "",
-        order=_order(sort, reverse),
+        listing_join=LISTING_JOIN if sort_name == "name" or filters.agent or filters.q else "",
+        order=_order(sort.columns, "lc.target_id", sort, reverse),
+        outer_order=_order(sort.outer, "p.target_id", sort, reverse),
     )
     params: dict[str, Any] = {
-        "statuses": list(filters.statuses) or None,
-        "agent": filters.agent or None,
-        "q": f"%{_escape_like(filters.q)}%" if filters.q else None,
+        "ranks": [RANKS[s] for s in filters.statuses],
+        "agent": filters.agent,
+        "q": f"%{_escape_like(filters.q)}%",
         "limit": limit + 1,
         "row_id": cursor.row_id if cursor else None,
     }
-    for i in range(len(sort.columns)):
-        params[f"k{i}"] = cursor.key[i] if cursor else None
+    for i in range(width):
+        params[f"k{i}"] = sort.to_param(cursor.key[i]) if cursor else None
     async with conn.cursor() as cur:
         await cur.execute(text.encode(), params)
-        keys = await cur.fetchall()
-        more = len(keys) > limit
-        keys = keys[:limit]
-        if reverse:
-            keys.reverse()
-        ids = [row[0] for row in keys]
-    rows: dict[int, dict[str, Any]] = {}
-    if ids:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql("addresses_by_ids").encode(), {"target_ids": ids})
-            rows = {row["target_id"]: row for row in await cur.fetchall()}
-    # A row gone between the two reads (a container destroyed just now) is left out.
-    items = [msgspec.convert(rows[i], Address) for i in ids if i in rows]
+        rows = await cur.fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if reverse:
+        rows.reverse()
+    # Rows become structs positionally: no dict per row, no conversion pass. The columns are
+    # Address's, with the status as a rank (column 10), then the sort keys.
+    items = [Address(*(*row[:10], STATUS_OF_RANK[row[10]], *row[11:18])) for row in rows]
     has_next = more if not reverse else cursor is not None
     has_prev = (cursor is not None) if not reverse else more
     next_cursor = prev_cursor = None
-    if keys and has_next:
-        last = keys[-1]
-        next_cursor = encode(Cursor(sort_name, "next", _key(last[1:]), last[0]))
-    if keys and has_prev:
-        first = keys[0]
-        prev_cursor = encode(Cursor(sort_name, "prev", _key(first[1:]), first[0]))
+    if rows and has_next:
+        next_cursor = _cursor(sort_name, sort, "next", rows[-1])
+    if rows and has_prev:
+        prev_cursor = _cursor(sort_name, sort, "prev", rows[0])
     return AddressPage(items=items, next_cursor=next_cursor, prev_cursor=prev_cursor)
+
+
+def _cursor(sort_name: str, sort: Sort, direction: Literal["next", "prev"], row: Any) -> str:
+    key: list[str | float | int] = [sort.to_cursor(v) for v in row[18:]]
+    return encode(Cursor(sort_name, direction, key, row[0]))
 
 
 async def one(conn: psycopg.AsyncConnection, target_id: int) -> Address | None:
@@ -177,28 +281,35 @@ async def one(conn: psycopg.AsyncConnection, target_id: int) -> Address | None:
     return msgspec.convert({k: v for k, v in row.items() if k != "sort_key"}, Address)
 
 
-def _key(values: Any) -> list[str | float | int]:
-    return [v if isinstance(v, str | int) else float(v) for v in values]
-
-
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# The span of a row's sparkline, up to now.
+SPARKLINE = timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class Trend:
-    """What the table adds to a row from the rollup: 24 h uptime and the last hour's sparkline."""
+    """What the table adds to a row from the rollup: 24 h uptime and the last hour's minutes.
+
+    The minutes are parallel lists, oldest first: seconds after the start of the hour shown,
+    the average latency (None when every probe failed) and the failures.
+    """
 
     probes_24h: int
     failures_24h: int
-    minutes: list[tuple[datetime, float | None, int]]
+    offsets: list[float]
+    values: list[float | None]
+    failures: list[int]
 
 
 class UptimeCache:
     """24 h probe and failure counts per target, kept for a minute.
 
     Over a day, a minute moves uptime by at most 1/1440 of the window, while reading the
-    counts costs 1,440 rollup rows per target. Bounded: past max_entries it starts afresh.
+    counts costs 24 hourly and up to 60 minute rows per target. Bounded: past max_entries it
+    starts afresh.
     """
 
     def __init__(self, ttl: timedelta = timedelta(minutes=1), max_entries: int = 100_000) -> None:
@@ -228,6 +339,24 @@ class UptimeCache:
             self.entries[target_id] = (now + self.ttl, probes, failures)
 
 
+async def _uptime(
+    cur: psycopg.AsyncCursor[Any], target_ids: list[int], now: datetime
+) -> dict[int, tuple[int, int]]:
+    # Whole hours from the hourly rollup, the minutes before the first one from the minute
+    # rollup: the same sum as 1,440 minute rows, from at most 84 rows a target.
+    since = now - timedelta(hours=24)
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    hour += timedelta(hours=1) if hour < since else timedelta(0)
+    await cur.execute(
+        sql("addresses_uptime").encode(),
+        {"target_ids": target_ids, "since": since, "hour": hour},
+    )
+    read = dict.fromkeys(target_ids, (0, 0))
+    for target_id, probes, failures in await cur.fetchall():
+        read[target_id] = (int(probes), int(failures))
+    return read
+
+
 async def trends(
     conn: psycopg.AsyncConnection, target_ids: list[int], now: datetime, cache: UptimeCache
 ) -> dict[int, Trend]:
@@ -235,29 +364,21 @@ async def trends(
     if not target_ids:
         return {}
     counts, missing = cache.get(target_ids, now)
-    minutes: dict[int, list[tuple[datetime, float | None, int]]] = {}
-    async with conn.cursor() as cur:
+    empty: tuple[list[float], list[float | None], list[int]] = ([], [], [])
+    minutes: dict[int, tuple[list[float], list[float | None], list[int]]] = {}
+    # Binary: the arrays arrive as numbers, with no text to parse.
+    async with conn.cursor(binary=True) as cur:
         if missing:
-            await cur.execute(
-                sql("addresses_uptime").encode(),
-                {"target_ids": missing, "since": now - timedelta(hours=24)},
-            )
-            read = dict.fromkeys(missing, (0, 0))
-            for target_id, probes, failures in await cur.fetchall():
-                read[target_id] = (int(probes), int(failures))
+            read = await _uptime(cur, missing, now)
             cache.put(read, now)
             counts.update(read)
         await cur.execute(
             sql("addresses_sparkline").encode(),
-            {"target_ids": target_ids, "since": now - timedelta(hours=1)},
+            {"target_ids": target_ids, "since": now - SPARKLINE},
         )
-        for target_id, bucket, _, failures, avg_ms in await cur.fetchall():
-            minutes.setdefault(target_id, []).append((bucket, avg_ms, int(failures)))
+        for target_id, offsets, values, failures in await cur.fetchall():
+            minutes[target_id] = (offsets, values, failures)
     return {
-        target_id: Trend(
-            probes_24h=counts[target_id][0],
-            failures_24h=counts[target_id][1],
-            minutes=minutes.get(target_id, []),
-        )
+        target_id: Trend(counts[target_id][0], counts[target_id][1], *minutes.get(target_id, empty))
         for target_id in target_ids
     }

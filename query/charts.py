@@ -77,40 +77,67 @@ def changes_between_buckets(points: Sequence[LatencyPoint]) -> list[Change]:
     return found
 
 
+# A sparkline's coordinates are multiples of 0.1 in [0, 120]: written once here and looked
+# up per point, since formatting floats is most of the cost of 50 sparklines a page.
+_TENTHS = [f"{i / 10:g}" for i in range(1201)]
+
+
+def _tenths(tenths: int) -> str:
+    return _TENTHS[tenths] if 0 <= tenths <= 1200 else f"{tenths / 10:g}"
+
+
 def sparkline(
-    points: Sequence[tuple[datetime, float | None, int]], start: datetime, end: datetime
+    offsets: Sequence[float],
+    values: Sequence[float | None],
+    failures: Sequence[int],
+    span: float,
 ) -> Markup:
-    """A 120x24 line of per-minute latency; minutes with failures are marked below it."""
-    width, height = 120.0, 24.0
-    span = (end - start).total_seconds() or 1.0
-    values = [v for _, v, _ in points if v is not None]
-    top = _nice_ceiling(max(values)) if values else 1.0
+    """A 120x24 line of per-minute latency; minutes with failures are marked below it.
 
-    def x(moment: datetime) -> float:
-        return round((moment - start).total_seconds() / span * width, 1)
-
-    def y(value: float) -> float:
-        return round(height - 3 - value / top * (height - 5), 1)
-
+    The minutes are parallel sequences, oldest first: seconds after the line's start (it is
+    `span` seconds wide), the average latency or None, and the count of failed probes.
+    """
+    known = [v for v in values if v is not None]
+    top = _nice_ceiling(max(known)) if known else 1.0
+    # In tenths of a unit: x over 120 units, y from 21 (zero) up to 2 (top).
+    x_scale = 1200.0 / (span or 1.0)
+    y_scale = 190.0 / top
+    table = _TENTHS
     parts = [
-        f'<svg class="spark" viewBox="0 0 {width:g} {height:g}" width="{width:g}" '
-        f'height="{height:g}" aria-hidden="true" focusable="false">'
+        '<svg class="spark" viewBox="0 0 120 24" width="120" height="24" aria-hidden="true" '
+        'focusable="false">'
     ]
-    series = [(moment, value) for moment, value, _ in points]
-    for segment in _segments(series, timedelta(minutes=1)):
-        if len(segment) == 1:
-            moment, value = segment[0]
-            parts.append(f'<circle class="spark-line" cx="{x(moment)}" cy="{y(value)}" r="1"/>')
-            continue
-        coords = " ".join(f"{x(m)},{y(v)}" for m, v in segment)
-        parts.append(f'<polyline class="spark-line" fill="none" points="{coords}"/>')
-    for moment, _, failures in points:
-        if failures:
-            parts.append(
-                f'<rect class="spark-fail" x="{x(moment)}" y="{height - 2:g}" width="2" height="2"/>'
+    ticks: list[str] = []
+    segment: list[str] = []
+    previous: float | None = None
+    for offset, value, failed in zip(offsets, values, failures, strict=True):
+        x_tenths = round(offset * x_scale)
+        x = table[x_tenths] if 0 <= x_tenths <= 1200 else _tenths(x_tenths)
+        # A missing minute or one without a value splits the line, so gaps show as gaps.
+        if value is None or (previous is not None and offset - previous > 60):
+            _close(segment, parts)
+        if value is not None:
+            y_tenths = round(210.0 - value * y_scale)
+            segment.append(
+                x + "," + (table[y_tenths] if 0 <= y_tenths <= 240 else _tenths(y_tenths))
             )
+        previous = offset
+        if failed:
+            ticks.append(f'<rect class="spark-fail" x="{x}" y="22" width="2" height="2"/>')
+    _close(segment, parts)
+    parts += ticks
     parts.append("</svg>")
-    return Markup("".join(parts))  # noqa: S704 - built from numbers and escaped text only
+    return Markup("".join(parts))  # noqa: S704 - built from numbers only
+
+
+def _close(segment: list[str], parts: list[str]) -> None:
+    """Draw a finished run of points (one point as a dot) and start the next."""
+    if len(segment) == 1:
+        x, y = segment[0].split(",")
+        parts.append(f'<circle class="spark-line" cx="{x}" cy="{y}" r="1"/>')
+    elif segment:
+        parts.append(f'<polyline class="spark-line" fill="none" points="{" ".join(segment)}"/>')
+    segment.clear()
 
 
 def _time_label(moment: datetime, span: timedelta) -> str:

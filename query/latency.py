@@ -1,13 +1,14 @@
-"""A target's latency in time buckets: from the per-minute rollup, or from raw events below it.
+"""A target's latency in time buckets: from the per-hour or per-minute rollup, or from raw events.
 
 Buckets are aligned to the Unix epoch in UTC (so 1h buckets start on the hour and 1d buckets
 at midnight UTC). The requested range is widened to whole buckets: the first point is the
 bucket holding `from`, the last the bucket holding the instant before `to`. Only buckets that
 hold probes are returned.
 
-At 1 minute the points are the rollup's rows as they are. Above it, probes, failures, avg_ms
-and max_ms are exact; p50_ms and p95_ms are estimates (see latency_rollup in read.sql).
-Below a minute everything is computed from the raw events, exactly.
+Whole hours read latency_hour, other whole minutes latency_minute. At the rollup's own width
+(1 m, 1 h) the points are its rows as they are, percentiles exact. Wider, probes, failures,
+avg_ms and max_ms are exact; p50_ms and p95_ms are estimates (see latency_rollup in
+read.sql). Below a minute everything is computed from the raw events, exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from db.queries import sql
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ROLLUP_STEP = timedelta(minutes=1)
+# The rollups, widest first: a bucket that is a whole number of a rollup's width reads it.
+ROLLUPS = ((timedelta(hours=1), "latency_hour"), (ROLLUP_STEP, "latency_minute"))
 
 
 class LatencyPoint(msgspec.Struct, frozen=True):
@@ -82,12 +85,13 @@ async def series(
     """The points of one target between start and end, widened to whole buckets."""
     first, last = align_down(start, width), align_up(end, width)
     rollup = uses_rollup(width)
-    query = "latency_raw"
+    query = sql("latency_raw")
     if rollup:
-        query = "latency_minutes" if width == ROLLUP_STEP else "latency_rollup"
+        step, view = next((s, v) for s, v in ROLLUPS if width % s == timedelta(0))
+        query = sql("latency_points" if width == step else "latency_rollup").format(view=view)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            sql(query),
+            query.encode(),
             {"target_id": target_id, "bucket": width, "start": first, "end": last},
         )
         rows = await cur.fetchall()

@@ -152,7 +152,10 @@ def test_a_stopped_container_is_stopped_then_gone_once_removed(
     wait_for(lambda: (r := rows(stack, cid)) and r[0]["status"] == "up", 60, "the target up")
     docker("stop", "-t", "1", name)
     wait_for(lambda: rows(stack, cid)[0]["status"] == "stopped", 60, "stopped")
-    die = [e for e in history(stack, cid) if e["action"] == "die"]
+    # `kill` (sent first by docker stop) already shows `stopped`; `die` follows it.
+    die = wait_for(
+        lambda: [e for e in history(stack, cid) if e["action"] == "die"], 60, "the die event"
+    )
     assert len(die) == 1
     assert die[0]["exit_code"] is not None
     docker("rm", name)

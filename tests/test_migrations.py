@@ -123,14 +123,14 @@ def test_partitions_are_made_ahead_and_dropped_whole(empty_database_url: str) ->
         made = conn.execute(
             "SELECT dockping_ensure_partitions('2026-01-01', '2026-01-03', '1 day')"
         ).fetchone()
-        assert made == (8,)  # two days of three event tables and the rollup
+        assert made == (10,)  # two days of three event tables and the two rollups
         conn.execute("INSERT INTO agents (name) VALUES ('a')")
         conn.execute(
             "INSERT INTO probe_events VALUES ('2026-01-01 12:00+00', 1, 5),"
             " ('2026-01-02 12:00+00', 1, 5)"
         )
         dropped = conn.execute("SELECT dockping_drop_partitions('2026-01-02 06:00+00')").fetchone()
-        assert dropped == (4,)  # only the first day, which ended before the cutoff
+        assert dropped == (5,)  # only the first day, which ended before the cutoff
         left = conn.execute("SELECT count(*) FROM probe_events").fetchone()
     assert left == (1,)
 
@@ -149,11 +149,11 @@ def test_auto_picks_plain_postgresql_without_the_extension(empty_database_url: s
             "SELECT relkind FROM pg_class WHERE relname = 'probe_minute'"
         ).fetchone()
     assert backend == "postgres"
-    assert rollup == ("p",)  # a partitioned table kept by ingest
+    assert rollup == ("p",)  # a partitioned table kept by the refresher
 
 
 def test_auto_picks_timescaledb_where_the_extension_exists() -> None:
-    """On a TimescaleDB server "auto" makes hypertables and a continuous aggregate, once."""
+    """On a TimescaleDB server "auto" makes hypertables and continuous aggregates, once."""
     from tests.test_storage_contract import TIMESCALEDB_URL, timescaledb_store
 
     if not TIMESCALEDB_URL:
@@ -171,9 +171,10 @@ def test_auto_picks_timescaledb_where_the_extension_exists() -> None:
             ).fetchall()
             caggs = conn.execute(
                 "SELECT view_name::text FROM timescaledb_information.continuous_aggregates"
+                " ORDER BY 1"
             ).fetchall()
     assert backend == "timescaledb"
     assert applied == [m.version for m in migrations("timescaledb")]
     assert again == ("timescaledb", [])
     assert hypertables == [("container_events",), ("heartbeats",), ("probe_events",)]
-    assert caggs == [("probe_minute",)]
+    assert caggs == [("probe_hour",), ("probe_minute",)]

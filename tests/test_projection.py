@@ -174,7 +174,7 @@ def test_any_order_batching_and_duplication_give_the_same_state(
 
 
 def test_rebuild_equals_the_incremental_projection(projection_db: str) -> None:
-    """`dockping rebuild` refolds every target and minute to exactly what ingest maintained."""
+    """`dockping rebuild` refolds every target, minute and hour to exactly what ingest and the refresher kept."""
     rng = random.Random(7)
     agent = "rebuild-check"
     events = [
@@ -198,15 +198,29 @@ def test_rebuild_equals_the_incremental_projection(projection_db: str) -> None:
 
     anyio.run(run)
     query = "SELECT * FROM target_state ORDER BY target_id"
-    minutes = "SELECT * FROM probe_minute ORDER BY target_id, bucket"
+    views = (
+        "SELECT * FROM latency_minute ORDER BY target_id, bucket",
+        "SELECT * FROM latency_hour ORDER BY target_id, bucket",
+    )
+    tables = (
+        "SELECT * FROM probe_minute ORDER BY target_id, bucket",
+        "SELECT * FROM probe_hour ORDER BY target_id, bucket",
+    )
     with psycopg.connect(projection_db) as conn:
         before = conn.execute(query).fetchall()
-        minutes_before = conn.execute(minutes).fetchall()
+        pending = [conn.execute(v).fetchall() for v in views]  # computed from the events
+        conn.execute("SELECT dockping_refresh_rollups('infinity')")
+        conn.commit()
+        refreshed = [conn.execute(v).fetchall() for v in views]  # read from the rollups
+        stored = [conn.execute(q).fetchall() for q in tables]
     counts = rebuild(projection_db)
     with psycopg.connect(projection_db) as conn:
         after = conn.execute(query).fetchall()
-        minutes_after = conn.execute(minutes).fetchall()
+        rebuilt = [conn.execute(q).fetchall() for q in tables]
+        rebuilt_views = [conn.execute(v).fetchall() for v in views]
     assert counts["targets"] == len(before)
     assert before == after
-    assert counts["minutes"] == len(minutes_before)
-    assert minutes_before == minutes_after
+    assert pending == refreshed == rebuilt_views
+    assert (counts["minutes"], counts["hours"]) == (len(stored[0]), len(stored[1]))
+    assert all(stored)  # minutes and hours were stored
+    assert stored == rebuilt

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from statistics import mean
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -139,24 +141,61 @@ async def test_buckets_add_up_to_the_raw_events(
     assert sum(1 for v in expected.values() for s in v if s.latency_ms is None) == failed
 
 
-async def test_one_minute_buckets_carry_exact_percentiles(seeded: Seeded) -> None:
-    """At 1m the points are the rollup's minutes: p50 and p95 are those of the minute's successes."""
+def percentile_disc(values: list[float], q: float) -> float:
+    """The first value whose cumulative share reaches q (PostgreSQL's percentile_disc)."""
+    return sorted(values)[max(math.ceil(q * len(values)), 1) - 1]
+
+
+@pytest.mark.parametrize("bucket", ["1m", "1h"])
+async def test_rollup_width_buckets_carry_exact_percentiles(seeded: Seeded, bucket: str) -> None:
+    """At 1m and 1h the points are the rollups' own rows: p50 and p95 are exactly those of the bucket's successes."""
+    width = timedelta(seconds=BUCKETS[bucket])
     response = await seeded.query.get(
         f"/api/v1/targets/{seeded.target_id}/latency",
-        params={"from": rfc3339(NOW - SPAN), "to": rfc3339(NOW), "bucket": "1m"},
+        params={"from": rfc3339(NOW - SPAN), "to": rfc3339(NOW), "bucket": bucket},
     )
     points = response.json()["points"]
-    assert points
-    by_minute: dict[datetime, list[float]] = {}
+    by_bucket: dict[datetime, list[float]] = {}
     for s in seeded.sent:
         if s.latency_ms is not None:
-            by_minute.setdefault(align_down(s.time, timedelta(minutes=1)), []).append(s.latency_ms)
+            by_bucket.setdefault(align_down(s.time, width), []).append(s.latency_ms)
+    checked = 0
     for point in points:
-        values = sorted(by_minute.get(datetime.fromisoformat(point["time"]), []))
-        if not values:
-            continue
-        assert values[0] - 1e-3 <= point["p50_ms"] <= point["p95_ms"] + 1e-3
-        assert point["p95_ms"] <= values[-1] + 1e-3
+        values = by_bucket.get(datetime.fromisoformat(point["time"]), [])
+        if values:
+            assert point["p50_ms"] == pytest.approx(percentile_disc(values, 0.5), abs=1e-3)
+            assert point["p95_ms"] == pytest.approx(percentile_disc(values, 0.95), abs=1e-3)
+            checked += 1
+    assert checked >= (3 if bucket == "1h" else 100)
+
+
+async def test_stored_rollups_read_like_pending_ones(seeded: Seeded, database_url: str) -> None:
+    """Once the refresher has stored the rollups, every bucket width answers what it answered from the events."""
+    params = {"from": rfc3339(NOW - SPAN), "to": rfc3339(NOW), "bucket": ""}
+    path = f"/api/v1/targets/{seeded.target_id}/latency"
+
+    async def read(bucket: str) -> list[dict[str, object]]:
+        points: list[dict[str, object]] = (
+            await seeded.query.get(path, params={**params, "bucket": bucket})
+        ).json()["points"]
+        return points
+
+    before = [await read(b) for b in BUCKETS]
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT dockping_refresh_rollups('infinity')")
+        row = await cursor.fetchone()
+    assert row is not None
+    assert row[0] > 0  # minutes and hours were stored
+    after = [await read(b) for b in BUCKETS]
+    assert all(before)
+    # Averages are summed in another order once stored: equal to a nanosecond.
+    assert after == [
+        [
+            {k: pytest.approx(v, abs=1e-6) if isinstance(v, float) else v for k, v in p.items()}
+            for p in points
+        ]
+        for points in before
+    ]
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,8 @@ def test_settings_are_frozen() -> None:
         ("", {"DOCKPING_NOPE__PORT": "1"}, "nope"),
         ("", {"DOCKPING_AGENT__CONCURRENCY": "many"}, "agent.concurrency"),
         ("[query\n", {}, "not valid TOML"),
+        ('[database]\npartition_interval = "90m"\n', {}, "database.partition_interval"),
+        ('[database]\nrollup_interval = "0s"\n', {}, "database.rollup_interval"),
     ],
 )
 def test_bad_settings_name_the_key(

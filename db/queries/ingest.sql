@@ -96,36 +96,76 @@ WITH new AS (
 )
 SELECT target_id, events, first_at <= stored_last_probe_at AS late FROM batch
 
+-- append_probes_once --
+-- append_probes for a batch that holds at most one event per target, the usual case (each
+-- target is probed once in a few seconds): every new event is one step of its target's fold,
+-- so the state is updated straight from `new`, without grouping. Same rules as append_probes:
+-- a duplicate is skipped and folds nothing; a target without state gets one; a new event not
+-- newer than its target's state is returned as late, left alone, and refolded by the caller.
+-- Returns the events inserted, the late targets, and the targets with new events when that
+-- is not every target of the batch.
+WITH new AS (
+    INSERT INTO probe_events (time, target_id, latency_us)
+    SELECT time, target_id, latency_us
+    FROM {incoming}
+    ORDER BY target_id, time
+    ON CONFLICT DO NOTHING
+    RETURNING target_id, time, latency_us
+){rollup}, merged AS (
+    UPDATE target_state t SET
+        last_probe_at = n.time,
+        latency_us = n.latency_us,
+        last_ok_at = CASE WHEN n.latency_us >= 0 THEN n.time ELSE t.last_ok_at END,
+        status_since = CASE WHEN (t.latency_us >= 0) = (n.latency_us >= 0) THEN t.status_since
+                            ELSE n.time END,
+        consecutive_failures = CASE WHEN n.latency_us >= 0 THEN 0
+                                    ELSE t.consecutive_failures + 1 END,
+        last_error = CASE WHEN n.latency_us < 0 THEN -n.latency_us ELSE t.last_error END,
+        last_error_at = CASE WHEN n.latency_us < 0 THEN n.time ELSE t.last_error_at END
+    FROM new n
+    WHERE t.target_id = n.target_id AND n.time > t.last_probe_at
+    RETURNING t.target_id
+), first AS (
+    -- A target with a state that was not updated is late: the conflict leaves it alone.
+    INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at, status_since,
+                              consecutive_failures, last_error, last_error_at)
+    SELECT target_id, time, latency_us, CASE WHEN latency_us >= 0 THEN time END, time,
+           CASE WHEN latency_us >= 0 THEN 0 ELSE 1 END,
+           CASE WHEN latency_us < 0 THEN -latency_us END,
+           CASE WHEN latency_us < 0 THEN time END
+    FROM new
+    -- Uncorrelated, so checked once: when every new event updated a state, new is not read.
+    WHERE (SELECT count(*) FROM merged) < (SELECT count(*) FROM new)
+      AND target_id NOT IN (SELECT target_id FROM merged)
+    ORDER BY target_id
+    ON CONFLICT DO NOTHING
+    RETURNING target_id
+)
+-- The lists are subqueries run only when asked for: most batches have no late event and no
+-- duplicate.
+SELECT n.accepted,
+       CASE WHEN n.accepted > m.updated + f.made
+            THEN (SELECT array_agg(target_id) FROM new
+                  WHERE target_id NOT IN (SELECT target_id FROM merged)
+                    AND target_id NOT IN (SELECT target_id FROM first)) END AS late,
+       CASE WHEN n.accepted < %(events)s
+            THEN coalesce((SELECT array_agg(target_id) FROM new), '{{}}') END AS changed
+FROM (SELECT count(*)::integer AS accepted FROM new) AS n,
+     (SELECT count(*)::integer AS updated FROM merged) AS m,
+     (SELECT count(*)::integer AS made FROM first) AS f
+
 -- incoming_arrays --
 -- The incoming probe events of append_probes, as three parallel arrays sent in binary.
 unnest(%(times)b::timestamptz[], %(target_ids)b::integer[], %(latencies)b::integer[])
     AS incoming (time, target_id, latency_us)
 
 -- rollup_minutes --
--- The CTE that adds new probe events to the per-minute rollup (plain PostgreSQL): it is
--- spliced into append_probes after `new`. Counts and sums add; the latencies merge, kept
--- sorted, so that reading a percentile is one subscript.
+-- The CTE that logs the minutes new probe events fell in (plain PostgreSQL), for
+-- dockping_refresh_rollups() to recompute; spliced into append_probes after `new`. One small
+-- row per minute instead of an upsert per target and minute, in the batch's transaction.
 , rollup AS (
-    INSERT INTO probe_minute AS m (bucket, target_id, probes, failures, sum_us, max_us, latencies)
-    SELECT date_bin(interval '1 minute', time, timestamptz '1970-01-01 00:00:00+00'),
-           target_id,
-           count(*),
-           count(*) FILTER (WHERE latency_us < 0),
-           coalesce(sum(latency_us) FILTER (WHERE latency_us >= 0), 0),
-           max(latency_us) FILTER (WHERE latency_us >= 0),
-           coalesce(array_agg(latency_us ORDER BY latency_us) FILTER (WHERE latency_us >= 0),
-                    '{}')
-    FROM new
-    GROUP BY 1, 2
-    ORDER BY 2, 1
-    ON CONFLICT (target_id, bucket) DO UPDATE SET
-        probes = m.probes + EXCLUDED.probes,
-        failures = m.failures + EXCLUDED.failures,
-        sum_us = m.sum_us + EXCLUDED.sum_us,
-        max_us = greatest(m.max_us, EXCLUDED.max_us),
-        latencies = CASE WHEN EXCLUDED.latencies = '{}' THEN m.latencies
-                         ELSE ARRAY(SELECT v FROM unnest(m.latencies || EXCLUDED.latencies) v
-                                    ORDER BY v) END
+    INSERT INTO rollup_log (bucket)
+    SELECT DISTINCT date_bin(interval '1 minute', time, timestamptz 'epoch') FROM new
 )
 
 -- lock_agent --

@@ -63,27 +63,38 @@ FROM heartbeats ORDER BY agent_id, time DESC
 -- Forget every folded agent state (before a full rebuild).
 DELETE FROM agent_state
 
--- delete_probe_minutes --
--- Forget the per-minute rollup (plain PostgreSQL, before a full rebuild).
-DELETE FROM probe_minute
+-- delete_rollups --
+-- Forget the rollups and their logs (plain PostgreSQL, before a full rebuild).
+DELETE FROM probe_minute;
+DELETE FROM probe_hour;
+DELETE FROM rollup_log;
+DELETE FROM rollup_hour_log
 
--- rebuild_probe_minutes --
--- Refold the per-minute rollup (plain PostgreSQL) from every stored probe event.
-INSERT INTO probe_minute (bucket, target_id, probes, failures, sum_us, max_us, latencies)
-SELECT date_bin(interval '1 minute', time, timestamptz '1970-01-01 00:00:00+00'),
-       target_id,
-       count(*),
-       count(*) FILTER (WHERE latency_us < 0),
-       coalesce(sum(latency_us) FILTER (WHERE latency_us >= 0), 0),
-       max(latency_us) FILTER (WHERE latency_us >= 0),
-       coalesce(array_agg(latency_us ORDER BY latency_us) FILTER (WHERE latency_us >= 0), '{}')
-FROM probe_events
-GROUP BY 1, 2
+-- log_every_minute --
+-- Log every minute that holds probe events, so that the next refresh recomputes them all.
+INSERT INTO rollup_log (bucket)
+SELECT DISTINCT date_bin(interval '1 minute', time, timestamptz 'epoch') FROM probe_events
+
+-- refresh_rollups --
+-- Recompute the logged minutes and hours that have ended (plain PostgreSQL; a no-op on
+-- TimescaleDB, whose policies refresh its continuous aggregates).
+SELECT dockping_refresh_rollups()
+
+-- refresh_every_rollup --
+-- Recompute every logged minute and hour, the current ones too (plain PostgreSQL).
+SELECT dockping_refresh_rollups('infinity')
 
 -- refresh_probe_minutes --
--- Refresh the whole continuous aggregate (TimescaleDB, outside any transaction).
+-- Refresh the whole minute continuous aggregate (TimescaleDB, outside any transaction).
 CALL refresh_continuous_aggregate('probe_minute', NULL, NULL, force => true)
 
+-- refresh_probe_hours --
+-- Refresh the whole hour continuous aggregate (TimescaleDB, outside any transaction).
+CALL refresh_continuous_aggregate('probe_hour', NULL, NULL, force => true)
+
+-- count_rollups --
+-- Rows of the minute and hour rollups.
+SELECT (SELECT count(*) FROM probe_minute), (SELECT count(*) FROM probe_hour)
 
 -- delete_network_states --
 -- Forget every folded network detachment (before a full rebuild).

@@ -1,23 +1,39 @@
--- addresses_page_keys --
--- The ids and sort keys of one page of latest_state; only what the order and the filters need
--- is computed per row. Sort key, keyset and order come from a fixed list in query/addresses.py.
-SELECT target_id, {sort_key}
-FROM latest_state
-WHERE NOT removed
-  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
-  AND (%(agent)s::text IS NULL OR agent = %(agent)s::text)
-  AND (%(q)s::text IS NULL OR container_name ILIKE %(q)s OR image ILIKE %(q)s OR ip ILIKE %(q)s)
-  {keyset}
-ORDER BY {order}
-LIMIT %(limit)s
-
--- addresses_by_ids --
--- Some addresses in full, by target id (the rows of a page).
-SELECT target_id, agent, container_id, container_name, image, compose_project, network, ip, port,
-       protocol, status, latency_ms, error, last_probe_at, last_ok_at, status_since,
-       consecutive_failures, last_error
-FROM latest_state
-WHERE target_id = ANY(%(target_ids)s::integer[])
+-- addresses_page --
+-- One page of the address listing, in order. The inner query finds the page's ids and sort
+-- keys in address_lifecycle and target_state (and address_listing when the name order or a
+-- text filter needs it): the name order walks an index, the others compute one integer or
+-- time per row and keep the best few. The outer one reads those rows in full; status (as a
+-- rank), error and status_since follow latest_state's definitions. Keys, filters, keyset,
+-- join and orders come from fixed lists in query/addresses.py.
+SELECT p.target_id, a.agent, a.container_id, a.container_name, a.image, a.compose_project,
+       a.network, a.ip, a.port, a.protocol, {outer_status_rank} AS rank,
+       CASE WHEN s.latency_us >= 0 THEN s.latency_us / 1000::float8 END AS latency_ms,
+       CASE WHEN s.latency_us < 0 THEN pe.error WHEN p.action = 'pause' THEN 'paused' END AS error,
+       s.last_probe_at, s.last_ok_at,
+       CASE
+           WHEN p.action IN ('stop', 'die', 'kill', 'destroy', 'oom')
+                AND (s.last_probe_at IS NULL OR p.action_at >= s.last_probe_at) THEN p.action_at
+           WHEN p.action = 'pause' AND (s.latency_us >= 0 OR s.status_since < p.action_at)
+               THEN p.action_at
+           ELSE s.status_since
+       END AS status_since,
+       s.consecutive_failures, le.error AS last_error, {keys}
+FROM (
+    SELECT lc.target_id, lc.action, lc.action_at, {inner_keys}
+    FROM address_lifecycle lc
+    {listing_join}
+    LEFT JOIN target_state s ON s.target_id = lc.target_id
+    WHERE (lc.gone_at IS NULL OR lc.gone_at < coalesce(s.last_probe_at, '-infinity'))
+      {filters}
+      {keyset}
+    ORDER BY {order}
+    LIMIT %(limit)s
+) p
+JOIN address_listing a ON a.target_id = p.target_id
+LEFT JOIN target_state s ON s.target_id = p.target_id
+LEFT JOIN probe_errors pe ON pe.code = -s.latency_us
+LEFT JOIN probe_errors le ON le.code = s.last_error
+ORDER BY {outer_order}
 
 -- target_by_id --
 -- One target with its current state.
@@ -91,20 +107,21 @@ WHERE e.container_key = ANY(%(container_keys)s::integer[])
 ORDER BY e.time DESC, e.container_key DESC, e.action DESC
 LIMIT %(limit)s
 
--- latency_minutes --
--- Latency points at 1 minute: the rollup's own rows, with its exact per-minute percentiles.
+-- latency_points --
+-- Latency points at the rollup's own width ({view}: latency_minute or latency_hour, chosen in
+-- query/latency.py): its rows as they are, with their exact percentiles.
 SELECT m.bucket AS time, m.probes, m.failures, m.avg_ms::float8 AS avg_ms,
        m.p50_ms::float8 AS p50_ms, m.p95_ms::float8 AS p95_ms, m.max_ms::float8 AS max_ms
-FROM latency_minute m
+FROM {view} m
 WHERE m.target_id = %(target_id)s AND m.bucket >= %(start)s AND m.bucket < %(end)s
 ORDER BY m.bucket
 
 -- latency_rollup --
--- Latency points from the per-minute rollup, re-aggregated into buckets of whole minutes.
--- probes and failures add up, avg_ms is weighted by successful probes and max_ms is the
--- largest minute max: all exact. The per-minute percentiles cannot be merged, and reading
--- them costs a sort per minute, so p50_ms is the median of the minute averages and p95_ms the
--- 95th percentile of the minute maxima (it leans high: a cautious estimate).
+-- Latency points from a rollup ({view}: latency_minute or latency_hour), re-aggregated into
+-- wider buckets. probes and failures add up, avg_ms is weighted by successful probes and
+-- max_ms is the largest max: all exact. Percentiles cannot be merged, so p50_ms is the median
+-- of the rollup's averages and p95_ms the 95th percentile of its maxima (it leans high: a
+-- cautious estimate).
 SELECT date_bin(%(bucket)s::interval, m.bucket, timestamptz '1970-01-01 00:00:00+00') AS time,
        sum(m.probes)::bigint AS probes,
        sum(m.failures)::bigint AS failures,
@@ -113,7 +130,7 @@ SELECT date_bin(%(bucket)s::interval, m.bucket, timestamptz '1970-01-01 00:00:00
        (percentile_cont(0.5) WITHIN GROUP (ORDER BY m.avg_ms))::float8 AS p50_ms,
        (percentile_cont(0.95) WITHIN GROUP (ORDER BY m.max_ms))::float8 AS p95_ms,
        max(m.max_ms)::float8 AS max_ms
-FROM latency_minute m
+FROM {view} m
 WHERE m.target_id = %(target_id)s AND m.bucket >= %(start)s AND m.bucket < %(end)s
 GROUP BY 1
 ORDER BY 1
@@ -135,18 +152,31 @@ GROUP BY 1
 ORDER BY 1
 
 -- addresses_uptime --
--- Probes and failures per target since a time, from the per-minute rollup.
-SELECT m.target_id, sum(m.probes)::bigint AS probes, sum(m.failures)::bigint AS failures
+-- Probes and failures per target since a time: the whole hours from %(hour)s on from the
+-- hourly rollup, the minutes before it from the minute rollup.
+SELECT u.target_id, sum(u.probes)::bigint AS probes, sum(u.failures)::bigint AS failures
+FROM (
+    SELECT m.target_id, m.probes, m.failures
+    FROM latency_minute m
+    WHERE m.target_id = ANY(%(target_ids)s::integer[])
+      AND m.bucket >= %(since)s AND m.bucket < %(hour)s
+    UNION ALL
+    SELECT h.target_id, h.probes, h.failures
+    FROM latency_hour h
+    WHERE h.target_id = ANY(%(target_ids)s::integer[]) AND h.bucket >= %(hour)s
+) u
+GROUP BY u.target_id
+
+-- addresses_sparkline --
+-- Per-minute latency of some targets since a time, for the sparklines: one row per target
+-- with its minutes as arrays, oldest first (seconds after `since`, average, failures).
+SELECT m.target_id,
+       array_agg(extract(epoch FROM m.bucket - %(since)s::timestamptz)::float8 ORDER BY m.bucket),
+       array_agg(m.avg_ms::float8 ORDER BY m.bucket),
+       array_agg(m.failures::int8 ORDER BY m.bucket)
 FROM latency_minute m
 WHERE m.target_id = ANY(%(target_ids)s::integer[]) AND m.bucket >= %(since)s
 GROUP BY m.target_id
-
--- addresses_sparkline --
--- Per-minute latency of some targets since a time, for the sparklines.
-SELECT m.target_id, m.bucket, m.probes, m.failures, m.avg_ms::float8 AS avg_ms
-FROM latency_minute m
-WHERE m.target_id = ANY(%(target_ids)s::integer[]) AND m.bucket >= %(since)s
-ORDER BY m.target_id, m.bucket
 
 -- silent_agents --
 -- Agents not heard from since a time (their last heartbeat, or when first seen if none yet).

@@ -1,0 +1,254 @@
+"""Ingest's fast paths decide exactly as the general ones: one event per target, no NUL escape."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import typing
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import msgspec
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from db.append import EventWriter, Int4Array
+from dockping.contract import (
+    Batch,
+    ContainerEvent,
+    DecodeError,
+    HeartbeatEvent,
+    ProbeEvent,
+    decode_batch,
+)
+from dockping.projection import Probe, TargetState, encode_latency, fold
+
+BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+_agents = itertools.count()
+
+outcome = st.one_of(
+    st.floats(0, 500, allow_nan=False).map(lambda ms: (True, round(ms, 3), None)),
+    st.sampled_from(["refused", "timeout", "unreachable", "reset", "other"]).map(
+        lambda e: (False, None, e)
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def fast_path_db(pg_admin_url: str, template_url: str):  # type: ignore[no-untyped-def]
+    """One database for every example; each example uses agents of its own."""
+    from tests.conftest import TEMPLATE, drop_database, fresh_database
+
+    name, url = fresh_database(pg_admin_url, TEMPLATE)
+    yield url
+    drop_database(pg_admin_url, name)
+
+
+def one_per_target(sent: list[ProbeEvent], rng: random.Random) -> list[list[ProbeEvent]]:
+    """Cut events, in their order, into batches that hold each target at most once."""
+    batches: list[list[ProbeEvent]] = [[]]
+    for event in sent:
+        current = batches[-1]
+        full = len(current) >= rng.randint(1, 12)
+        if full or any(e.container_id == event.container_id for e in current):
+            batches.append([])
+        batches[-1].append(event)
+    return batches
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 7), st.integers(0, 200), outcome),
+        min_size=1,
+        max_size=80,
+        unique_by=lambda item: (item[0], item[1]),
+    ),
+    seed=st.randoms(use_true_random=False),
+    duplicate_share=st.floats(0, 1),
+)
+def test_batches_of_one_event_per_target_fold_like_the_reference(
+    fast_path_db: str,
+    data: list[tuple[int, int, tuple[bool, float | None, str | None]]],
+    seed: random.Random,
+    duplicate_share: float,
+) -> None:
+    """Shuffled and re-sent events, each batch one per target, give a plain fold's state and counts."""
+    agent = f"once-{next(_agents)}"
+    events = [
+        ProbeEvent(
+            time=BASE + timedelta(seconds=second),
+            container_id=f"c{target}",
+            ip="10.0.0.1",
+            port=80,
+            ok=ok,
+            latency_ms=latency,
+            error=error,
+        )  # type: ignore[arg-type]
+        for target, second, (ok, latency, error) in data
+    ]
+    sent = events + [e for e in events if seed.random() < duplicate_share]
+    seed.shuffle(sent)
+    batches = one_per_target(sent, seed)
+    results = []
+
+    async def run() -> None:
+        writer = EventWriter("postgres", 86400)
+        async with await psycopg.AsyncConnection.connect(fast_path_db) as conn:
+            for batch in batches:
+                results.append(await writer.append(conn, Batch(agent=agent, events=batch)))
+
+    anyio.run(run)
+    with psycopg.connect(fast_path_db) as conn:
+        rows = conn.execute(
+            "SELECT c.container_id, s.target_id, s.last_probe_at, s.latency_us, s.last_ok_at,"
+            " s.status_since, s.consecutive_failures, s.last_error, s.last_error_at"
+            " FROM target_state s JOIN targets USING (target_id) JOIN containers c USING (container_key)"
+            " JOIN agents a USING (agent_id) WHERE a.name = %s",
+            (agent,),
+        ).fetchall()
+    stored = {row[0]: TargetState(*row[2:]) for row in rows}
+    target_ids = {row[0]: row[1] for row in rows}
+    by_target: dict[str, list[Probe]] = {}
+    for e in events:
+        by_target.setdefault(e.container_id, []).append(
+            Probe(e.time, encode_latency(e.ok, e.latency_ms, e.error))
+        )
+    assert {c: fold(None, probes) for c, probes in by_target.items()} == stored
+    # Each batch reports as new exactly the events not stored before it, and their targets.
+    seen: set[tuple[str, datetime]] = set()
+    for batch, result in zip(batches, results, strict=True):
+        new = [e for e in batch if (e.container_id, e.time) not in seen]
+        seen.update((e.container_id, e.time) for e in batch)
+        assert (len(new), len(batch) - len(new)) == (result.accepted, result.duplicates)
+        assert {target_ids[e.container_id] for e in new} == result.changed_targets
+
+
+def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(fast_path_db: str) -> None:
+    """In a batch of one event per target, the late event is refolded and the duplicate skipped."""
+    agent = f"late-{next(_agents)}"
+
+    def probe(container: str, second: int, ok: bool) -> ProbeEvent:
+        return ProbeEvent(
+            time=BASE + timedelta(seconds=second),
+            container_id=container,
+            ip="10.0.0.2",
+            port=443,
+            ok=ok,
+            latency_ms=2.0 if ok else None,
+            error=None if ok else "timeout",
+        )
+
+    first = [probe("a", 10, True), probe("b", 10, True)]
+    # a: the same event again; b: an older failure, which changes b's last error.
+    second = [probe("a", 10, True), probe("b", 5, False)]
+
+    async def run() -> list[tuple[int, int]]:
+        writer = EventWriter("postgres", 86400)
+        async with await psycopg.AsyncConnection.connect(fast_path_db) as conn:
+            out = []
+            for batch in (first, second):
+                result = await writer.append(conn, Batch(agent=agent, events=batch))
+                out.append((result.accepted, result.duplicates))
+            return out
+
+    assert anyio.run(run) == [(2, 0), (1, 1)]
+    with psycopg.connect(fast_path_db) as conn:
+        row = conn.execute(
+            "SELECT s.last_error_at, s.last_error, s.status_since FROM target_state s"
+            " JOIN targets USING (target_id) JOIN containers c USING (container_key)"
+            " JOIN agents a USING (agent_id) WHERE a.name = %s AND c.container_id = 'b'",
+            (agent,),
+        ).fetchone()
+    assert (BASE + timedelta(seconds=5), 2, BASE + timedelta(seconds=10)) == row
+
+
+def _string_fields(cls: type[msgspec.Struct]) -> list[str]:
+    """The fields of a contract type whose values are (or hold) strings."""
+    names = []
+    for info in msgspec.structs.fields(cls):
+        if "str" in repr(info.type) and "Literal" not in repr(info.type):
+            names.append(info.name)
+    return names
+
+
+VALID: dict[type[msgspec.Struct], dict[str, Any]] = {
+    ProbeEvent: {
+        "type": "probe",
+        "time": "2026-11-27T20:00:00Z",
+        "container_id": "c",
+        "ip": "10.0.0.1",
+        "port": 80,
+        "ok": True,
+        "latency_ms": 1.0,
+    },
+    ContainerEvent: {
+        "type": "container",
+        "time": "2026-11-27T20:00:00Z",
+        "container_id": "c",
+        "action": "start",
+    },
+    HeartbeatEvent: {"type": "heartbeat", "time": "2026-11-27T20:00:00Z"},
+}
+
+
+@pytest.mark.parametrize(
+    ("cls", "field"),
+    [(cls, field) for cls in VALID for field in _string_fields(cls)],
+)
+def test_a_nul_in_any_string_field_is_refused_naming_it(
+    cls: type[msgspec.Struct], field: str
+) -> None:
+    """Every string field of every event type refuses NUL and names the field."""
+    event = dict(VALID[cls])
+    hint = typing.get_type_hints(cls, include_extras=True)[field]
+    event[field] = {"k": "v\u0000"} if "dict" in repr(hint) else "a\u0000b"
+    with pytest.raises(DecodeError) as caught:
+        decode_batch(json.dumps({"agent": "a", "events": [event]}).encode())
+    assert (caught.value.field or "").startswith(f"$.events[0].{field}")
+
+
+def test_a_nul_in_the_agent_name_is_refused_naming_it() -> None:
+    """The agent name refuses NUL like every event string."""
+    body = json.dumps({"agent": "a\u0000", "events": [VALID[HeartbeatEvent]]}).encode()
+    with pytest.raises(DecodeError) as caught:
+        decode_batch(body)
+    assert caught.value.field == "$.agent"
+
+
+def test_the_first_bad_field_is_named_whether_or_not_a_nul_follows() -> None:
+    """An error before a NUL is the one named; so is a NUL before another error."""
+    bad_port = {**VALID[ProbeEvent], "port": 0}
+    nul = {**VALID[ProbeEvent], "container_id": "\u0000"}
+    for events, field in (
+        ([bad_port, nul], "$.events[0].port"),
+        ([nul, bad_port], "$.events[0].container_id"),
+    ):
+        with pytest.raises(DecodeError) as caught:
+            decode_batch(json.dumps({"agent": "a", "events": events}).encode())
+        assert field == caught.value.field
+
+
+def test_an_escaped_backslash_before_u0000_is_text_not_a_nul() -> None:
+    """The six characters \\u0000 written with an escaped backslash are accepted as text."""
+    event = {**VALID[ProbeEvent], "container_name": "\\u0000"}
+    batch = decode_batch(json.dumps({"agent": "a", "events": [event]}).encode())
+    assert isinstance(batch.events[0], ProbeEvent)
+    assert batch.events[0].container_name == "\\u0000"
+
+
+@pytest.mark.parametrize("values", [[], [0], [1, -1, 2**31 - 1, -(2**31)], list(range(-500, 500))])
+def test_prepacked_int4_arrays_reach_the_database_unchanged(
+    database_url: str, values: list[int]
+) -> None:
+    """An Int4Array parameter reads back in SQL as the same integers, in order."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT %(a)b::integer[]", {"a": Int4Array.of(values)}).fetchone()
+    assert row is not None
+    assert row[0] == values
