@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import signal
@@ -83,6 +84,10 @@ def _serve(app: object, host: str, port: int, loop: str = "asyncio") -> None:
         # No limit_concurrency: uvicorn counts idle connections in it, so a bound below the
         # descriptor limit would turn idle connections into 503s for real clients.
     )
+    # What is loaded by now (modules, the app, its templates) lives as long as the process:
+    # kept out of the collector's generations, a full collection scans only what requests
+    # make, which shortens its pauses in the tail of response times.
+    gc.freeze()
     uvicorn.Server(config).run()
 
 
