@@ -7,7 +7,13 @@ rows into probe_events, in the same rotation. Methods:
   - raw COPY: the baseline;
   - insert alone: the de-duplicating insert, no projection, no rollup;
   - insert + projection: append_probes without the rollup (as on TimescaleDB);
-  - arrays (kept): append_probes with the rollup, events sent as three binary arrays;
+  - arrays (kept): append_probes with the rollup log, events sent as three binary arrays;
+  - once (kept): append_probes_once, what ingest runs for a batch of one event per target;
+  - COPY of known-new + fold: binary COPY of events known to be new, then fold_copied_probes
+    (the state and rollup log from the same events); tried for ingest and not kept: no faster
+    than once here, and the writer spent about 0.5 ms more Python per batch on it;
+  - plain insert + fold: append_probes_once without ON CONFLICT, the speculative insert's cost;
+  - COPY + log: raw COPY and the rollup log, no projection: what the state update costs;
   - COPY to temp: the same statement reading a temporary table filled by COPY.
 """
 
@@ -30,7 +36,7 @@ from bench.storage_support import (
     server,
     start_time,
 )
-from db.append import append_query
+from db.append import Int4Array, append_query
 from db.queries import parse, sql
 
 BATCH = 1000
@@ -79,13 +85,39 @@ def _methods(conn: psycopg.Connection) -> dict[str, Callable[[Rows], None]]:
         raw(rows)
         conn.execute(_SQL["log_minutes"], params(rows), prepare=False)
 
-    def copy_fold(rows: Rows) -> None:
-        copy_fast(rows)
-        conn.execute(_SQL["update_folded"], params(rows), prepare=False)
+    rollup = "\n" + sql("rollup_minutes")
+    incoming = sql("incoming_arrays")
+    once = sql("append_probes_once").format(rollup=rollup, incoming=incoming)
+    # append_probes_once with a plain insert: what the speculative insert costs.
+    plain = once.replace("ON CONFLICT DO NOTHING\n    RETURNING", "RETURNING", 1)
+    assert plain != once, "append_probes_once no longer reads as expected"
+    fold_copied = _SQL["fold_copied_probes"].format(rollup=rollup, incoming=incoming)
+
+    def one_per_target(query: str) -> Callable[[Rows], None]:
+        def run(rows: Rows) -> None:
+            conn.execute(sql("lock_agent"), {"agent_id": 1})
+            times, ids, latencies = (list(c) for c in zip(*rows, strict=True))
+            arrays = {
+                "times": times,
+                "target_ids": Int4Array.of(ids),
+                "latencies": Int4Array.of(latencies),
+                "events": len(ids),
+            }
+            conn.execute(query, arrays, prepare=True).fetchall()
+
+        return run
+
+    fold_only = one_per_target(fold_copied)
+
+    def copy_then_fold(rows: Rows) -> None:
+        _copy(conn, _SQL["copy_probes"], rows)
+        fold_only(rows)
 
     return {
+        "once (kept)": one_per_target(once),
+        "COPY of known-new + fold": copy_then_fold,
+        "plain insert + fold": one_per_target(plain),
         "COPY + log": copy_fast,
-        "COPY + log + folded update": copy_fold,
         "raw COPY": raw,
         "insert alone": insert_alone,
         "insert + projection": statement(no_rollup),
@@ -130,8 +162,10 @@ def run() -> list[Figure]:
         "insert alone",
         "insert + projection",
         "arrays (kept)",
+        "once (kept)",
+        "COPY of known-new + fold",
+        "plain insert + fold",
         "COPY + log",
-        "COPY + log + folded update",
     ):
         figures.append(Figure(f"append: {name}", measured[name], "events/s", raw, "raw COPY"))
     figures.append(

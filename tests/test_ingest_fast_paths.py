@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from db.append import EventWriter, Int4Array
+from db.connector import connection, open_pool
 from dockping.contract import (
     Batch,
     ContainerEvent,
@@ -89,8 +90,8 @@ def test_batches_of_one_event_per_target_fold_like_the_reference(
             port=80,
             ok=ok,
             latency_ms=latency,
-            error=error,
-        )  # type: ignore[arg-type]
+            error=error,  # type: ignore[arg-type]
+        )
         for target, second, (ok, latency, error) in data
     ]
     sent = events + [e for e in events if seed.random() < duplicate_share]
@@ -102,7 +103,7 @@ def test_batches_of_one_event_per_target_fold_like_the_reference(
         writer = EventWriter("postgres", 86400)
         async with await psycopg.AsyncConnection.connect(fast_path_db) as conn:
             for batch in batches:
-                results.append(await writer.append(conn, Batch(agent=agent, events=batch)))
+                results.append(await writer.append(conn, Batch(agent=agent, events=[*batch])))
 
     anyio.run(run)
     with psycopg.connect(fast_path_db) as conn:
@@ -154,7 +155,7 @@ def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(fast_path_db: 
         async with await psycopg.AsyncConnection.connect(fast_path_db) as conn:
             out = []
             for batch in (first, second):
-                result = await writer.append(conn, Batch(agent=agent, events=batch))
+                result = await writer.append(conn, Batch(agent=agent, events=[*batch]))
                 out.append((result.accepted, result.duplicates))
             return out
 
@@ -252,3 +253,29 @@ def test_prepacked_int4_arrays_reach_the_database_unchanged(
         row = conn.execute("SELECT %(a)b::integer[]", {"a": Int4Array.of(values)}).fetchone()
     assert row is not None
     assert row[0] == values
+
+
+async def _backend_pid(pool: Any) -> int:
+    async with connection(pool) as conn:
+        row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+        await conn.rollback()
+    assert row is not None
+    return int(row[0])
+
+
+def _terminate(url: str, pid: int) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+
+
+@pytest.mark.anyio
+async def test_a_connection_broken_while_idle_is_replaced_before_use(database_url: str) -> None:
+    """A pooled connection broken while idle is noticed and replaced before a caller gets it."""
+    pool = open_pool(database_url, 1, "test")
+    await pool.open(wait=True)
+    try:
+        broken = await _backend_pid(pool)
+        _terminate(database_url, broken)
+        assert broken != await _backend_pid(pool)
+    finally:
+        await pool.close()
