@@ -85,6 +85,17 @@ def database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
         drop_database(pg_admin_url, name)
 
 
+@pytest.fixture(scope="module")
+def module_database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
+    """A fresh, migrated database for one test module (property tests: each example uses
+    agents of its own)."""
+    name, url = fresh_database(pg_admin_url, TEMPLATE)
+    try:
+        yield url
+    finally:
+        drop_database(pg_admin_url, name)
+
+
 @pytest.fixture
 def empty_database_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh database with no schema at all."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import typing
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -27,26 +26,13 @@ from dockping.contract import (
     decode_batch,
 )
 from dockping.projection import Probe, TargetState, encode_latency, fold
-
-BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-_agents = itertools.count()
-
-outcome = st.one_of(
-    st.floats(0, 500, allow_nan=False).map(lambda ms: (True, round(ms, 3), None)),
-    st.sampled_from(["refused", "timeout", "unreachable", "reset", "other"]).map(
-        lambda e: (False, None, e)
-    ),
+from tests.projection_support import (
+    BASE,
+    agent_numbers,
+    outcome,
+    probe_events,
+    resent_and_shuffled,
 )
-
-
-@pytest.fixture(scope="module")
-def fast_path_db(pg_admin_url: str, template_url: str):  # type: ignore[no-untyped-def]
-    """One database for every example; each example uses agents of its own."""
-    from tests.conftest import TEMPLATE, drop_database, fresh_database
-
-    name, url = fresh_database(pg_admin_url, TEMPLATE)
-    yield url
-    drop_database(pg_admin_url, name)
 
 
 def one_per_target(sent: list[ProbeEvent], rng: random.Random) -> list[list[ProbeEvent]]:
@@ -75,38 +61,26 @@ def one_per_target(sent: list[ProbeEvent], rng: random.Random) -> list[list[Prob
     duplicate_share=st.floats(0, 1),
 )
 def test_batches_of_one_event_per_target_fold_like_the_reference(
-    fast_path_db: str,
+    module_database_url: str,
     data: list[tuple[int, int, tuple[bool, float | None, str | None]]],
     seed: random.Random,
     duplicate_share: float,
 ) -> None:
     """Shuffled and re-sent events, each batch one per target, give a plain fold's state and counts."""
-    agent = f"once-{next(_agents)}"
-    events = [
-        ProbeEvent(
-            time=BASE + timedelta(seconds=second),
-            container_id=f"c{target}",
-            ip="10.0.0.1",
-            port=80,
-            ok=ok,
-            latency_ms=latency,
-            error=error,  # type: ignore[arg-type]
-        )
-        for target, second, (ok, latency, error) in data
-    ]
-    sent = events + [e for e in events if seed.random() < duplicate_share]
-    seed.shuffle(sent)
+    agent = f"once-{next(agent_numbers)}"
+    events = probe_events(data)
+    sent = resent_and_shuffled(events, seed, duplicate_share)
     batches = one_per_target(sent, seed)
     results = []
 
     async def run() -> None:
         writer = EventWriter("postgres", 86400)
-        async with await psycopg.AsyncConnection.connect(fast_path_db) as conn:
+        async with await psycopg.AsyncConnection.connect(module_database_url) as conn:
             for batch in batches:
                 results.append(await writer.append(conn, Batch(agent=agent, events=[*batch])))
 
     anyio.run(run)
-    with psycopg.connect(fast_path_db) as conn:
+    with psycopg.connect(module_database_url) as conn:
         rows = conn.execute(
             "SELECT c.container_id, s.target_id, s.last_probe_at, s.latency_us, s.last_ok_at,"
             " s.status_since, s.consecutive_failures, s.last_error, s.last_error_at"
@@ -131,9 +105,9 @@ def test_batches_of_one_event_per_target_fold_like_the_reference(
         assert {target_ids[e.container_id] for e in new} == result.changed_targets
 
 
-def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(fast_path_db: str) -> None:
+def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(module_database_url: str) -> None:
     """In a batch of one event per target, the late event is refolded and the duplicate skipped."""
-    agent = f"late-{next(_agents)}"
+    agent = f"late-{next(agent_numbers)}"
 
     def probe(container: str, second: int, ok: bool) -> ProbeEvent:
         return ProbeEvent(
@@ -152,7 +126,7 @@ def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(fast_path_db: 
 
     async def run() -> list[tuple[int, int]]:
         writer = EventWriter("postgres", 86400)
-        async with await psycopg.AsyncConnection.connect(fast_path_db) as conn:
+        async with await psycopg.AsyncConnection.connect(module_database_url) as conn:
             out = []
             for batch in (first, second):
                 result = await writer.append(conn, Batch(agent=agent, events=[*batch]))
@@ -160,7 +134,7 @@ def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(fast_path_db: 
             return out
 
     assert anyio.run(run) == [(2, 0), (1, 1)]
-    with psycopg.connect(fast_path_db) as conn:
+    with psycopg.connect(module_database_url) as conn:
         row = conn.execute(
             "SELECT s.last_error_at, s.last_error, s.status_since FROM target_state s"
             " JOIN targets USING (target_id) JOIN containers c USING (container_key)"

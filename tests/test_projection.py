@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import anyio
 import psycopg
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,15 +15,12 @@ from db.append import EventWriter
 from db.rebuild import rebuild
 from dockping.contract import Batch, ProbeEvent
 from dockping.projection import Probe, TargetState, encode_latency, fold
-
-BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-_agents = itertools.count()
-
-outcome = st.one_of(
-    st.floats(0, 500, allow_nan=False).map(lambda ms: (True, round(ms, 3), None)),
-    st.sampled_from(["refused", "timeout", "unreachable", "reset", "other"]).map(
-        lambda e: (False, None, e)
-    ),
+from tests.projection_support import (
+    BASE,
+    agent_numbers,
+    outcome,
+    probe_events,
+    resent_and_shuffled,
 )
 
 
@@ -81,16 +76,6 @@ def test_fold_tracks_status_since_and_failures() -> None:
     assert (state.status_since, state.consecutive_failures, state.last_ok_at) == (t[4], 1, t[3])
 
 
-@pytest.fixture(scope="module")
-def projection_db(pg_admin_url: str, template_url: str):  # type: ignore[no-untyped-def]
-    """One database for every example; each example uses agents of its own."""
-    from tests.conftest import TEMPLATE, drop_database, fresh_database
-
-    name, url = fresh_database(pg_admin_url, TEMPLATE)
-    yield url
-    drop_database(pg_admin_url, name)
-
-
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -107,39 +92,27 @@ def projection_db(pg_admin_url: str, template_url: str):  # type: ignore[no-unty
     duplicate_share=st.floats(0, 1),
 )
 def test_any_order_batching_and_duplication_give_the_same_state(
-    projection_db: str,
+    module_database_url: str,
     data: list[tuple[int, int, tuple[bool, float | None, str | None]]],
     seed: random.Random,
     batches: int,
     duplicate_share: float,
 ) -> None:
     """Shuffled, re-sent, batched events give the state and minute rollup of a plain fold."""
-    agent = f"prop-{next(_agents)}"
-    events = [
-        ProbeEvent(
-            time=BASE + timedelta(seconds=second),
-            container_id=f"c{target}",
-            ip="10.0.0.1",
-            port=80,
-            ok=ok,
-            latency_ms=latency,
-            error=error,
-        )  # type: ignore[arg-type]
-        for target, second, (ok, latency, error) in data
-    ]
-    sent = events + [e for e in events if seed.random() < duplicate_share]
-    seed.shuffle(sent)
+    agent = f"prop-{next(agent_numbers)}"
+    events = probe_events(data)
+    sent = resent_and_shuffled(events, seed, duplicate_share)
     cuts = sorted(seed.sample(range(1, len(sent)), min(batches - 1, len(sent) - 1)))
     chunks = [sent[a:b] for a, b in zip([0, *cuts], [*cuts, len(sent)], strict=True)]
 
     async def run() -> None:
         writer = EventWriter("postgres", 86400)
-        async with await psycopg.AsyncConnection.connect(projection_db) as conn:
+        async with await psycopg.AsyncConnection.connect(module_database_url) as conn:
             for chunk in chunks:
                 await writer.append(conn, Batch(agent=agent, events=list(chunk)))
 
     anyio.run(run)
-    with psycopg.connect(projection_db) as conn:
+    with psycopg.connect(module_database_url) as conn:
         rows = conn.execute(
             "SELECT c.container_id, s.last_probe_at, s.latency_us, s.last_ok_at, s.status_since,"
             " s.consecutive_failures, s.last_error, s.last_error_at"
@@ -173,7 +146,7 @@ def test_any_order_batching_and_duplication_give_the_same_state(
     assert reference_minutes(encoded) == stored_minutes
 
 
-def test_rebuild_equals_the_incremental_projection(projection_db: str) -> None:
+def test_rebuild_equals_the_incremental_projection(module_database_url: str) -> None:
     """`dockping rebuild` refolds every target, minute and hour to exactly what ingest and the refresher kept."""
     rng = random.Random(7)
     agent = "rebuild-check"
@@ -192,7 +165,7 @@ def test_rebuild_equals_the_incremental_projection(projection_db: str) -> None:
 
     async def run() -> None:
         writer = EventWriter("postgres", 86400)
-        async with await psycopg.AsyncConnection.connect(projection_db) as conn:
+        async with await psycopg.AsyncConnection.connect(module_database_url) as conn:
             for start in range(0, len(events), 37):
                 await writer.append(conn, Batch(agent=agent, events=events[start : start + 37]))
 
@@ -206,15 +179,15 @@ def test_rebuild_equals_the_incremental_projection(projection_db: str) -> None:
         "SELECT * FROM probe_minute ORDER BY target_id, bucket",
         "SELECT * FROM probe_hour ORDER BY target_id, bucket",
     )
-    with psycopg.connect(projection_db) as conn:
+    with psycopg.connect(module_database_url) as conn:
         before = conn.execute(query).fetchall()
         pending = [conn.execute(v).fetchall() for v in views]  # computed from the events
         conn.execute("SELECT dockping_refresh_rollups('infinity')")
         conn.commit()
         refreshed = [conn.execute(v).fetchall() for v in views]  # read from the rollups
         stored = [conn.execute(q).fetchall() for q in tables]
-    counts = rebuild(projection_db)
-    with psycopg.connect(projection_db) as conn:
+    counts = rebuild(module_database_url)
+    with psycopg.connect(module_database_url) as conn:
         after = conn.execute(query).fetchall()
         rebuilt = [conn.execute(q).fetchall() for q in tables]
         rebuilt_views = [conn.execute(v).fetchall() for v in views]
