@@ -9,8 +9,8 @@ rows into probe_events, in the same rotation. Methods:
   - insert + projection: append_probes without the rollup (as on TimescaleDB);
   - arrays (kept): append_probes with the rollup log, events sent as three binary arrays;
   - once (kept): append_probes_once, what ingest runs for a batch of one event per target;
-  - COPY of known-new + fold: binary COPY of events known to be new, then fold_copied_probes
-    (the state and rollup log from the same events); tried for ingest and not kept: no faster
+  - COPY of known-new + fold: binary COPY of events known to be new, then append_probes_once
+    folding them (the state and rollup log from the same events); tried for ingest and not kept: no faster
     than once here, and the writer spent about 0.5 ms more Python per batch on it;
   - plain insert + fold: append_probes_once without ON CONFLICT, the speculative insert's cost;
   - COPY + log: raw COPY and the rollup log, no projection: what the state update costs;
@@ -91,7 +91,13 @@ def _methods(conn: psycopg.Connection) -> dict[str, Callable[[Rows], None]]:
     # append_probes_once with a plain insert: what the speculative insert costs.
     plain = once.replace("ON CONFLICT DO NOTHING\n    RETURNING", "RETURNING", 1)
     assert plain != once, "append_probes_once no longer reads as expected"
-    fold_copied = _SQL["fold_copied_probes"].format(rollup=rollup, incoming=incoming)
+    # append_probes_once folding events already appended by COPY: its `new` reads them.
+    inserted = once[once.index("INSERT INTO probe_events") : once.index("RETURNING")]
+    fold_copied = once.replace(
+        inserted, f"SELECT time, target_id, latency_us FROM {incoming}\n    ", 1
+    )
+    fold_copied = fold_copied.replace("RETURNING target_id, time, latency_us\n", "", 1)
+    assert fold_copied != once, "append_probes_once no longer reads as expected"
 
     def one_per_target(query: str) -> Callable[[Rows], None]:
         def run(rows: Rows) -> None:

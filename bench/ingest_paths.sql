@@ -29,34 +29,6 @@ INSERT INTO rollup_log (bucket)
 SELECT DISTINCT date_bin(interval '1 minute', t, timestamptz 'epoch')
 FROM unnest(%(times)b::timestamptz[]) t
 
--- fold_copied_probes --
--- Fold probe events just appended by COPY into the latest state of their targets (tried and
--- not kept: see the module): at most one event per target, each newer than what the writer
--- last committed for its target, so each is one step of its fold (append_probes_once's
--- rules). Placeholders as in append_probes. Returns the targets whose state was not updated
--- (none stored yet, or a newer one from another writer), for the caller to refold.
-WITH new AS (
-    SELECT time, target_id, latency_us FROM {incoming}
-){rollup}, merged AS (
-    UPDATE target_state t SET
-        last_probe_at = n.time,
-        latency_us = n.latency_us,
-        last_ok_at = CASE WHEN n.latency_us >= 0 THEN n.time ELSE t.last_ok_at END,
-        status_since = CASE WHEN (t.latency_us >= 0) = (n.latency_us >= 0) THEN t.status_since
-                            ELSE n.time END,
-        consecutive_failures = CASE WHEN n.latency_us >= 0 THEN 0
-                                    ELSE t.consecutive_failures + 1 END,
-        last_error = CASE WHEN n.latency_us < 0 THEN -n.latency_us ELSE t.last_error END,
-        last_error_at = CASE WHEN n.latency_us < 0 THEN n.time ELSE t.last_error_at END
-    FROM new n
-    WHERE t.target_id = n.target_id AND n.time > t.last_probe_at
-    RETURNING t.target_id
-)
--- The list is a subquery run only when some state was not updated, which is rare.
-SELECT CASE WHEN (SELECT count(*) FROM merged) < %(events)s
-            THEN (SELECT array_agg(target_id) FROM new
-                  WHERE target_id NOT IN (SELECT target_id FROM merged)) END AS unfolded
-
 -- copy_probes --
 -- Append probe events known to be new, in PostgreSQL's binary COPY format (a heap
 -- multi-insert instead of speculative inserts); a duplicate fails it.
