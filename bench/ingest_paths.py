@@ -85,19 +85,14 @@ def _methods(conn: psycopg.Connection) -> dict[str, Callable[[Rows], None]]:
         raw(rows)
         conn.execute(_SQL["log_minutes"], params(rows), prepare=False)
 
-    rollup = "\n" + sql("rollup_minutes")
     incoming = sql("incoming_arrays")
-    once = sql("append_probes_once").format(rollup=rollup, incoming=incoming)
+    once = append_query("postgres", incoming, "append_probes_once")
     # append_probes_once with a plain insert: what the speculative insert costs.
-    plain = once.replace("ON CONFLICT DO NOTHING\n    RETURNING", "RETURNING", 1)
-    assert plain != once, "append_probes_once no longer reads as expected"
+    plain_insert = sql("insert_new_probes").replace("ON CONFLICT DO NOTHING\n", "")
+    plain = append_query("postgres", incoming, "append_probes_once", plain_insert)
     # append_probes_once folding events already appended by COPY: its `new` reads them.
-    inserted = once[once.index("INSERT INTO probe_events") : once.index("RETURNING")]
-    fold_copied = once.replace(
-        inserted, f"SELECT time, target_id, latency_us FROM {incoming}\n    ", 1
-    )
-    fold_copied = fold_copied.replace("RETURNING target_id, time, latency_us\n", "", 1)
-    assert fold_copied != once, "append_probes_once no longer reads as expected"
+    copied = "SELECT time, target_id, latency_us FROM {incoming}"
+    fold_copied = append_query("postgres", incoming, "append_probes_once", copied)
 
     def one_per_target(query: str) -> Callable[[Rows], None]:
         def run(rows: Rows) -> None:

@@ -409,24 +409,24 @@ async def write_target_states(
 
 @cache
 def _append_query(backend: str) -> str:
-    """append_probes, with the rollup kept in the same statement on plain PostgreSQL.
-
-    TimescaleDB keeps its continuous aggregate by itself.
-    """
     return append_query(backend, sql("incoming_arrays"))
 
 
 @cache
 def _append_once_query(backend: str) -> str:
-    """append_probes_once, with the rollup as in append_probes."""
-    rollup = "\n" + sql("rollup_minutes") if backend == "postgres" else ""
-    return sql("append_probes_once").format(rollup=rollup, incoming=sql("incoming_arrays"))
+    return append_query(backend, sql("incoming_arrays"), "append_probes_once")
 
 
-def append_query(backend: str, incoming: str) -> str:
-    """append_probes reading its events from `incoming` (rows of time, target_id, latency_us)."""
+def append_query(
+    backend: str, incoming: str, statement: str = "append_probes", new: str | None = None
+) -> str:
+    """An append statement (append_probes or append_probes_once) reading its events from
+    `incoming` (rows of time, target_id, latency_us), with the rollup log on plain PostgreSQL
+    (TimescaleDB keeps its continuous aggregates by itself). `new` replaces the insert that
+    yields the new events (for benchmarks of other ways to append)."""
     rollup = "\n" + sql("rollup_minutes") if backend == "postgres" else ""
-    return sql("append_probes").format(rollup=rollup, incoming=incoming)
+    inserted = (new or sql("insert_new_probes")).format(incoming=incoming)
+    return sql(statement).format(new=inserted, rollup=rollup)
 
 
 def _detail(event: ContainerEvent) -> Jsonb | None:

@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from tests.chaos_support import AUTH, Service, fingerprint, running
-from tests.conftest import TEMPLATE, drop_database, fresh_database
 from tests.events import batch, lifecycle, probe
 
 SCRIPT = "<script>alert(1)</script>"
@@ -41,49 +40,44 @@ SQL_PAYLOADS = [
 
 @pytest.fixture(scope="module")
 def stack(
-    pg_admin_url: str, template_url: str, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Service, Service, str]]:
     """Ingest and query on one database holding containers with hostile names."""
-    name, url = fresh_database(pg_admin_url, TEMPLATE)
+    url = module_database_url
     where = tmp_path_factory.mktemp("injection")
-    try:
-        with (
-            running("ingest", url, where / "data", where / "ingest.log") as ingest,
-            running("query", url, where / "data", where / "query.log") as query,
-        ):
-            events: list[dict[str, Any]] = []
-            for number, (cid, cname, image, project) in enumerate(HOSTILE):
-                events.append(
-                    lifecycle(
-                        -60 + number,
-                        "start",
-                        container=cid,
-                        name=cname,
-                        image=image,
-                        compose_project=project,
-                        labels={"com.docker.compose.project": project, "x": SCRIPT},
-                    )
+    with (
+        running("ingest", url, where / "data", where / "ingest.log") as ingest,
+        running("query", url, where / "data", where / "query.log") as query,
+    ):
+        events: list[dict[str, Any]] = []
+        for number, (cid, cname, image, project) in enumerate(HOSTILE):
+            events.append(
+                lifecycle(
+                    -60 + number,
+                    "start",
+                    container=cid,
+                    name=cname,
+                    image=image,
+                    compose_project=project,
+                    labels={"com.docker.compose.project": project, "x": SCRIPT},
                 )
-                events.append(
-                    probe(-50 + number, container=cid, name=cname, ip=f"10.9.0.{number + 2}")
-                )
-                events.append(
-                    probe(
-                        -40 + number,
-                        ok=False,
-                        container=cid,
-                        name=cname,
-                        ip=f"10.9.0.{number + 2}",
-                        port=81,
-                    )
-                )
-            response = httpx.post(
-                f"{ingest.url}/api/v1/events", json=batch(*events), headers=AUTH, timeout=10
             )
-            assert response.status_code == 202, response.text
-            yield ingest, query, url
-    finally:
-        drop_database(pg_admin_url, name)
+            events.append(probe(-50 + number, container=cid, name=cname, ip=f"10.9.0.{number + 2}"))
+            events.append(
+                probe(
+                    -40 + number,
+                    ok=False,
+                    container=cid,
+                    name=cname,
+                    ip=f"10.9.0.{number + 2}",
+                    port=81,
+                )
+            )
+        response = httpx.post(
+            f"{ingest.url}/api/v1/events", json=batch(*events), headers=AUTH, timeout=10
+        )
+        assert response.status_code == 202, response.text
+        yield ingest, query, url
 
 
 def items(query: Service, **params: Any) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.chaos_support import AUTH, Service, running
-from tests.conftest import TEMPLATE, drop_database, fresh_database
 from tests.events import batch, lifecycle, probe
 
 EXAMPLES = 40
@@ -32,33 +31,23 @@ def success_schema_conformance(ctx: Any, response: Any, case: schemathesis.Case)
 
 
 @pytest.fixture(scope="module")
-def module_database(pg_admin_url: str, template_url: str) -> Iterator[str]:
-    """One migrated database for the module, with a few events in it."""
-    name, url = fresh_database(pg_admin_url, TEMPLATE)
-    try:
-        yield url
-    finally:
-        drop_database(pg_admin_url, name)
-
-
-@pytest.fixture(scope="module")
-def ingest(module_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def ingest(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """`dockping ingest` on the module's database."""
     where = tmp_path_factory.mktemp("ingest")
-    with running("ingest", module_database, where / "data", where / "ingest.log") as service:
+    with running("ingest", module_database_url, where / "data", where / "ingest.log") as service:
         yield service
 
 
 @pytest.fixture(scope="module")
 def query(
-    module_database: str, ingest: Service, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str, ingest: Service, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     """`dockping query` on the module's database, after some events went in through ingest."""
     body = batch(probe(-30), probe(-20, ok=False), lifecycle(-25, "start"), probe(-10, port=443))
     response = httpx.post(f"{ingest.url}/api/v1/events", json=body, headers=AUTH, timeout=10)
     assert response.status_code == 202, response.text
     where = tmp_path_factory.mktemp("query")
-    with running("query", module_database, where / "data", where / "query.log") as service:
+    with running("query", module_database_url, where / "data", where / "query.log") as service:
         yield service
 
 

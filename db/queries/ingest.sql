@@ -42,12 +42,7 @@ RETURNING container_key, host(ip), port, protocol, target_id
 --   run's start. consecutive_failures: 0 when up; the state's count plus the run when down
 --   goes on; else the run.
 WITH new AS (
-    INSERT INTO probe_events (time, target_id, latency_us)
-    SELECT time, target_id, latency_us
-    FROM {incoming}
-    ORDER BY target_id, time
-    ON CONFLICT DO NOTHING
-    RETURNING target_id, time, latency_us
+    {new}
 ){rollup}, span AS (
     SELECT target_id, count(*) AS events, min(time) AS first_at, max(time) AS last_at,
            max(time) FILTER (WHERE latency_us >= 0) AS last_ok_at,
@@ -105,12 +100,7 @@ SELECT target_id, events, first_at <= stored_last_probe_at AS late FROM batch
 -- Returns the events inserted, the late targets, and the targets with new events when that
 -- is not every target of the batch.
 WITH new AS (
-    INSERT INTO probe_events (time, target_id, latency_us)
-    SELECT time, target_id, latency_us
-    FROM {incoming}
-    ORDER BY target_id, time
-    ON CONFLICT DO NOTHING
-    RETURNING target_id, time, latency_us
+    {new}
 ){rollup}, merged AS (
     UPDATE target_state t SET
         last_probe_at = n.time,
@@ -153,6 +143,16 @@ SELECT n.accepted,
 FROM (SELECT count(*)::integer AS accepted FROM new) AS n,
      (SELECT count(*)::integer AS updated FROM merged) AS m,
      (SELECT count(*)::integer AS made FROM first) AS f
+
+-- insert_new_probes --
+-- The `new` CTE of append_probes and append_probes_once: append the incoming probe events,
+-- skipping those already stored, and return the ones inserted.
+INSERT INTO probe_events (time, target_id, latency_us)
+    SELECT time, target_id, latency_us
+    FROM {incoming}
+    ORDER BY target_id, time
+    ON CONFLICT DO NOTHING
+    RETURNING target_id, time, latency_us
 
 -- incoming_arrays --
 -- The incoming probe events of append_probes, as three parallel arrays sent in binary.
