@@ -8,11 +8,8 @@ rows into probe_events, in the same rotation. Methods:
   - insert alone: the de-duplicating insert, no projection, no rollup;
   - insert + projection: append_probes without the rollup (as on TimescaleDB);
   - arrays (kept): append_probes with the rollup log, events sent as three binary arrays;
-  - once (kept): append_probes_once, what ingest runs for a batch of one event per target;
-  - COPY of known-new + fold: binary COPY of events known to be new, then append_probes_once
-    folding them (the state and rollup log from the same events); tried for ingest and not kept: no faster
-    than once here, and the writer spent about 0.5 ms more Python per batch on it;
-  - plain insert + fold: append_probes_once without ON CONFLICT, the speculative insert's cost;
+  - once (kept): append_probes_once, what ingest runs for a batch of one event per target
+    (a plain insert for the events newer than their target's state, the rest checked);
   - COPY + log: raw COPY and the rollup log, no projection: what the state update costs;
   - COPY to temp: the same statement reading a temporary table filled by COPY.
 """
@@ -85,39 +82,21 @@ def _methods(conn: psycopg.Connection) -> dict[str, Callable[[Rows], None]]:
         raw(rows)
         conn.execute(_SQL["log_minutes"], params(rows), prepare=False)
 
-    incoming = sql("incoming_arrays")
-    once = append_query("postgres", incoming, "append_probes_once")
-    # append_probes_once with a plain insert: what the speculative insert costs.
-    plain_insert = sql("insert_new_probes").replace("ON CONFLICT DO NOTHING\n", "")
-    plain = append_query("postgres", incoming, "append_probes_once", plain_insert)
-    # append_probes_once folding events already appended by COPY: its `new` reads them.
-    copied = "SELECT time, target_id, latency_us FROM {incoming}"
-    fold_copied = append_query("postgres", incoming, "append_probes_once", copied)
+    once = append_query("postgres", sql("incoming_arrays"), "append_probes_once")
 
-    def one_per_target(query: str) -> Callable[[Rows], None]:
-        def run(rows: Rows) -> None:
-            conn.execute(sql("lock_agent"), {"agent_id": 1})
-            times, ids, latencies = (list(c) for c in zip(*rows, strict=True))
-            arrays = {
-                "times": times,
-                "target_ids": Int4Array.of(ids),
-                "latencies": Int4Array.of(latencies),
-                "events": len(ids),
-            }
-            conn.execute(query, arrays, prepare=True).fetchall()
-
-        return run
-
-    fold_only = one_per_target(fold_copied)
-
-    def copy_then_fold(rows: Rows) -> None:
-        _copy(conn, _SQL["copy_probes"], rows)
-        fold_only(rows)
+    def once_per_target(rows: Rows) -> None:
+        conn.execute(sql("lock_agent"), {"agent_id": 1})
+        times, ids, latencies = (list(c) for c in zip(*rows, strict=True))
+        arrays = {
+            "times": times,
+            "target_ids": Int4Array.of(ids),
+            "latencies": Int4Array.of(latencies),
+            "events": len(ids),
+        }
+        conn.execute(once, arrays, prepare=True).fetchall()
 
     return {
-        "once (kept)": one_per_target(once),
-        "COPY of known-new + fold": copy_then_fold,
-        "plain insert + fold": one_per_target(plain),
+        "once (kept)": once_per_target,
         "COPY + log": copy_fast,
         "raw COPY": raw,
         "insert alone": insert_alone,
@@ -164,8 +143,6 @@ def run() -> list[Figure]:
         "insert + projection",
         "arrays (kept)",
         "once (kept)",
-        "COPY of known-new + fold",
-        "plain insert + fold",
         "COPY + log",
     ):
         figures.append(Figure(f"append: {name}", measured[name], "events/s", raw, "raw COPY"))

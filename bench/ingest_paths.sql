@@ -29,7 +29,3 @@ INSERT INTO rollup_log (bucket)
 SELECT DISTINCT date_bin(interval '1 minute', t, timestamptz 'epoch')
 FROM unnest(%(times)b::timestamptz[]) t
 
--- copy_probes --
--- Append probe events known to be new, in PostgreSQL's binary COPY format (a heap
--- multi-insert instead of speculative inserts); a duplicate fails it.
-COPY probe_events (time, target_id, latency_us) FROM STDIN (FORMAT BINARY)

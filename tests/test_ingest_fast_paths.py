@@ -144,6 +144,50 @@ def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(module_databas
     assert (BASE + timedelta(seconds=5), 2, BASE + timedelta(seconds=10)) == row
 
 
+def test_a_state_behind_its_events_costs_a_retry_not_a_failure(module_database_url: str) -> None:
+    """An event newer than its (edited-back) state but stored already is a duplicate all the same."""
+    agent = f"behind-{next(agent_numbers)}"
+
+    def probe(container: str, second: int) -> ProbeEvent:
+        return ProbeEvent(
+            time=BASE + timedelta(seconds=second),
+            container_id=container,
+            ip="10.0.0.3",
+            port=80,
+            ok=True,
+            latency_ms=1.0,
+        )
+
+    async def send(batch: list[ProbeEvent], writer: EventWriter) -> tuple[int, int]:
+        async with await psycopg.AsyncConnection.connect(module_database_url) as conn:
+            result = await writer.append(conn, Batch(agent=agent, events=[*batch]))
+        return result.accepted, result.duplicates
+
+    writer = EventWriter("postgres", 86400)
+    assert anyio.run(send, [probe("a", 10), probe("b", 10)], writer) == (2, 0)
+    owned = (
+        "SELECT target_id FROM targets JOIN containers c USING (container_key)"
+        " JOIN agents a USING (agent_id) WHERE a.name = %s AND c.container_id = %s"
+    )
+    with psycopg.connect(module_database_url) as conn:
+        conn.execute(
+            f"UPDATE target_state SET last_probe_at = %s WHERE target_id = ({owned})",
+            (BASE + timedelta(seconds=5), agent, "a"),
+        )
+    # a at 10 s is newer than its state now, yet stored: the plain insert fails on the unique
+    # index, and the batch is written again with every event checked.
+    assert anyio.run(send, [probe("a", 10), probe("b", 20)], writer) == (1, 1)
+    with psycopg.connect(module_database_url) as conn:
+        stored = conn.execute(
+            f"SELECT count(*) FROM probe_events WHERE target_id = ({owned})", (agent, "a")
+        ).fetchone()
+        b_state = conn.execute(
+            f"SELECT last_probe_at FROM target_state WHERE target_id = ({owned})", (agent, "b")
+        ).fetchone()
+    assert stored == (1,)
+    assert b_state == (BASE + timedelta(seconds=20),)
+
+
 def _string_fields(cls: type[msgspec.Struct]) -> list[str]:
     """The fields of a contract type whose values are (or hold) strings."""
     names = []

@@ -41,7 +41,9 @@ RETURNING container_key, host(ip), port, protocol, target_id
 --   status_since: the state's when no flip is in the batch and the status goes on; else the
 --   run's start. consecutive_failures: 0 when up; the state's count plus the run when down
 --   goes on; else the run.
-WITH new AS (
+WITH pending AS (
+    SELECT * FROM {incoming}
+), new AS (
     {new}
 ){rollup}, span AS (
     SELECT target_id, count(*) AS events, min(time) AS first_at, max(time) AS last_at,
@@ -94,14 +96,19 @@ SELECT target_id, events, first_at <= stored_last_probe_at AS late FROM batch
 -- append_probes_once --
 -- append_probes for a batch that holds at most one event per target, the usual case (each
 -- target is probed once in a few seconds): every new event is one step of its target's fold,
--- so the state is updated straight from `new`, without grouping. Same rules as append_probes:
--- a duplicate is skipped and folds nothing; a target without state gets one; a new event not
--- newer than its target's state is returned as late, left alone, and refolded by the caller.
+-- so the state is updated straight from the incoming events, without grouping. Same rules as
+-- append_probes: a duplicate is skipped and folds nothing; a target without state gets one; a
+-- new event not newer than its target's state is returned as late, left alone, and refolded by
+-- the caller. An event newer than its target's state is newer than every stored event of the
+-- target (the state folds them all, and the caller holds lock_agent), so it is new for sure:
+-- those are appended by a plain insert, without the speculative insert's duplicate check,
+-- which was a fifth of the database's work for a batch. Were a state ever behind its events,
+-- the unique index fails the statement and the caller runs the batch through append_probes.
 -- Returns the events inserted, the late targets, and the targets with new events when that
 -- is not every target of the batch.
-WITH new AS (
-    {new}
-){rollup}, merged AS (
+WITH incoming AS (
+    SELECT * FROM {incoming}
+), merged AS (
     UPDATE target_state t SET
         last_probe_at = n.time,
         latency_us = n.latency_us,
@@ -112,44 +119,56 @@ WITH new AS (
                                     ELSE t.consecutive_failures + 1 END,
         last_error = CASE WHEN n.latency_us < 0 THEN -n.latency_us ELSE t.last_error END,
         last_error_at = CASE WHEN n.latency_us < 0 THEN n.time ELSE t.last_error_at END
-    FROM new n
+    FROM incoming n
     WHERE t.target_id = n.target_id AND n.time > t.last_probe_at
-    RETURNING t.target_id
-), first AS (
-    -- A target with a state that was not updated is late: the conflict leaves it alone.
+    RETURNING n.time, n.target_id, n.latency_us
+), fresh AS (
+    INSERT INTO probe_events (time, target_id, latency_us)
+    SELECT time, target_id, latency_us FROM merged
+    ORDER BY target_id, time
+    RETURNING target_id, time, latency_us
+), pending AS (
+    -- The others: events of targets without a state, late events and duplicates. The count is
+    -- uncorrelated, so checked once: when every event was newer than its state, incoming is
+    -- not read again.
+    SELECT * FROM incoming
+    WHERE (SELECT count(*) FROM merged) < %(events)s
+      AND target_id NOT IN (SELECT target_id FROM merged)
+), rest AS (
+    {new}
+), new AS (
+    SELECT * FROM fresh UNION ALL SELECT * FROM rest
+){rollup}, first AS (
+    -- A target with a state is late here: the conflict leaves its state alone.
     INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at, status_since,
                               consecutive_failures, last_error, last_error_at)
     SELECT target_id, time, latency_us, CASE WHEN latency_us >= 0 THEN time END, time,
            CASE WHEN latency_us >= 0 THEN 0 ELSE 1 END,
            CASE WHEN latency_us < 0 THEN -latency_us END,
            CASE WHEN latency_us < 0 THEN time END
-    FROM new
-    -- Uncorrelated, so checked once: when every new event updated a state, new is not read.
-    WHERE (SELECT count(*) FROM merged) < (SELECT count(*) FROM new)
-      AND target_id NOT IN (SELECT target_id FROM merged)
+    FROM rest
     ORDER BY target_id
     ON CONFLICT DO NOTHING
     RETURNING target_id
 )
 -- The lists are subqueries run only when asked for: most batches have no late event and no
 -- duplicate.
-SELECT n.accepted,
-       CASE WHEN n.accepted > m.updated + f.made
-            THEN (SELECT array_agg(target_id) FROM new
-                  WHERE target_id NOT IN (SELECT target_id FROM merged)
-                    AND target_id NOT IN (SELECT target_id FROM first)) END AS late,
-       CASE WHEN n.accepted < %(events)s
+SELECT f.fresh + r.rest AS accepted,
+       CASE WHEN r.rest > m.made
+            THEN (SELECT array_agg(target_id) FROM rest
+                  WHERE target_id NOT IN (SELECT target_id FROM first)) END AS late,
+       CASE WHEN f.fresh + r.rest < %(events)s
             THEN coalesce((SELECT array_agg(target_id) FROM new), '{{}}') END AS changed
-FROM (SELECT count(*)::integer AS accepted FROM new) AS n,
-     (SELECT count(*)::integer AS updated FROM merged) AS m,
-     (SELECT count(*)::integer AS made FROM first) AS f
+FROM (SELECT count(*)::integer AS fresh FROM fresh) AS f,
+     (SELECT count(*)::integer AS rest FROM rest) AS r,
+     (SELECT count(*)::integer AS made FROM first) AS m
 
 -- insert_new_probes --
--- The `new` CTE of append_probes and append_probes_once: append the incoming probe events,
--- skipping those already stored, and return the ones inserted.
+-- Append the `pending` probe events (a CTE of append_probes and append_probes_once), skipping
+-- those already stored, and return the ones inserted.
 INSERT INTO probe_events (time, target_id, latency_us)
     SELECT time, target_id, latency_us
-    FROM {incoming}
+    FROM pending
     ORDER BY target_id, time
     ON CONFLICT DO NOTHING
     RETURNING target_id, time, latency_us
