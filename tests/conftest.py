@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +116,22 @@ def settings(tmp_path: Path) -> Settings:
     return load(
         None, {"DOCKPING_DATA_DIR": str(tmp_path / "data"), "DOCKPING_INGEST__TOKEN": "test-token"}
     )
+
+
+@pytest.fixture
+def hung() -> Iterator[int]:
+    """A port whose backlog is full, so that connects to it hang until they time out."""
+    held = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        for _ in range(8):
+            client = socket.socket()
+            client.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                client.connect(("127.0.0.1", port))
+            held.append(client)
+        yield port
+    for client in held:
+        client.close()

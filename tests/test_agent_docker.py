@@ -36,28 +36,32 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
         made.close()
 
 
-def rows(stack: Stack, cid: str) -> list[dict[str, Any]]:
-    """The container's addresses in latest_state."""
+def _records(stack: Stack, query: str, cid: str) -> list[dict[str, Any]]:
+    """The rows of a query on one container, as dicts by column name."""
     with psycopg.connect(stack.database_url) as conn:
-        cursor = conn.execute(
-            "SELECT ip, port, protocol, network, status, error, removed, container_name"
-            " FROM latest_state WHERE container_id = %s ORDER BY ip, port",
-            (cid,),
-        )
+        cursor = conn.execute(query, (cid,))
         names = [c.name for c in cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def rows(stack: Stack, cid: str) -> list[dict[str, Any]]:
+    """The container's addresses in latest_state."""
+    return _records(
+        stack,
+        "SELECT ip, port, protocol, network, status, error, removed, container_name"
+        " FROM latest_state WHERE container_id = %s ORDER BY ip, port",
+        cid,
+    )
 
 
 def history(stack: Stack, cid: str) -> list[dict[str, Any]]:
     """The container's lifecycle events, oldest first."""
-    with psycopg.connect(stack.database_url) as conn:
-        cursor = conn.execute(
-            "SELECT time, action, exit_code, detail, container_name, image"
-            " FROM container_history WHERE container_id = %s ORDER BY time",
-            (cid,),
-        )
-        names = [c.name for c in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return _records(
+        stack,
+        "SELECT time, action, exit_code, detail, container_name, image"
+        " FROM container_history WHERE container_id = %s ORDER BY time",
+        cid,
+    )
 
 
 def actions(stack: Stack, cid: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from collections.abc import Callable, Iterator
 
@@ -23,25 +22,6 @@ def listener() -> Iterator[int]:
         server.bind(("127.0.0.1", 0))
         server.listen(1024)
         yield server.getsockname()[1]
-
-
-@pytest.fixture
-def hung() -> Iterator[int]:
-    """A port whose backlog is full, so that connects to it hang until they time out."""
-    held = []
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(0)
-        port = server.getsockname()[1]
-        for _ in range(8):
-            client = socket.socket()
-            client.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                client.connect(("127.0.0.1", port))
-            held.append(client)
-        yield port
-    for client in held:
-        client.close()
 
 
 async def until(check: Callable[[], object], timeout: float = 10) -> None:

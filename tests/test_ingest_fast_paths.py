@@ -105,41 +105,51 @@ def test_batches_of_one_event_per_target_fold_like_the_reference(
         assert {target_ids[e.container_id] for e in new} == result.changed_targets
 
 
+def _probe(container: str, second: int, ok: bool = True) -> ProbeEvent:
+    """A probe of one port of a container, `second` seconds after BASE."""
+    return ProbeEvent(
+        time=BASE + timedelta(seconds=second),
+        container_id=container,
+        ip="10.0.0.2",
+        port=443,
+        ok=ok,
+        latency_ms=2.0 if ok else None,
+        error=None if ok else "timeout",
+    )
+
+
+# The target of an agent's container, as a subquery on (agent name, container id).
+_TARGET_OF = (
+    "SELECT target_id FROM targets JOIN containers c USING (container_key)"
+    " JOIN agents a USING (agent_id) WHERE a.name = %s AND c.container_id = %s"
+)
+
+
+def _send(url: str, writer: EventWriter, agent: str, events: list[ProbeEvent]) -> tuple[int, int]:
+    """Append one batch; its (accepted, duplicates)."""
+
+    async def run() -> tuple[int, int]:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            result = await writer.append(conn, Batch(agent=agent, events=[*events]))
+        return result.accepted, result.duplicates
+
+    return anyio.run(run)
+
+
 def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(module_database_url: str) -> None:
     """In a batch of one event per target, the late event is refolded and the duplicate skipped."""
     agent = f"late-{next(agent_numbers)}"
-
-    def probe(container: str, second: int, ok: bool) -> ProbeEvent:
-        return ProbeEvent(
-            time=BASE + timedelta(seconds=second),
-            container_id=container,
-            ip="10.0.0.2",
-            port=443,
-            ok=ok,
-            latency_ms=2.0 if ok else None,
-            error=None if ok else "timeout",
-        )
-
-    first = [probe("a", 10, True), probe("b", 10, True)]
+    writer = EventWriter("postgres", 86400)
+    first = [_probe("a", 10), _probe("b", 10)]
     # a: the same event again; b: an older failure, which changes b's last error.
-    second = [probe("a", 10, True), probe("b", 5, False)]
-
-    async def run() -> list[tuple[int, int]]:
-        writer = EventWriter("postgres", 86400)
-        async with await psycopg.AsyncConnection.connect(module_database_url) as conn:
-            out = []
-            for batch in (first, second):
-                result = await writer.append(conn, Batch(agent=agent, events=[*batch]))
-                out.append((result.accepted, result.duplicates))
-            return out
-
-    assert anyio.run(run) == [(2, 0), (1, 1)]
+    second = [_probe("a", 10), _probe("b", 5, ok=False)]
+    sent = [_send(module_database_url, writer, agent, batch) for batch in (first, second)]
+    assert sent == [(2, 0), (1, 1)]
     with psycopg.connect(module_database_url) as conn:
         row = conn.execute(
-            "SELECT s.last_error_at, s.last_error, s.status_since FROM target_state s"
-            " JOIN targets USING (target_id) JOIN containers c USING (container_key)"
-            " JOIN agents a USING (agent_id) WHERE a.name = %s AND c.container_id = 'b'",
-            (agent,),
+            "SELECT last_error_at, last_error, status_since FROM target_state"
+            f" WHERE target_id = ({_TARGET_OF})",
+            (agent, "b"),
         ).fetchone()
     assert (BASE + timedelta(seconds=5), 2, BASE + timedelta(seconds=10)) == row
 
@@ -147,42 +157,23 @@ def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(module_databas
 def test_a_state_behind_its_events_costs_a_retry_not_a_failure(module_database_url: str) -> None:
     """An event newer than its (edited-back) state but stored already is a duplicate all the same."""
     agent = f"behind-{next(agent_numbers)}"
-
-    def probe(container: str, second: int) -> ProbeEvent:
-        return ProbeEvent(
-            time=BASE + timedelta(seconds=second),
-            container_id=container,
-            ip="10.0.0.3",
-            port=80,
-            ok=True,
-            latency_ms=1.0,
-        )
-
-    async def send(batch: list[ProbeEvent], writer: EventWriter) -> tuple[int, int]:
-        async with await psycopg.AsyncConnection.connect(module_database_url) as conn:
-            result = await writer.append(conn, Batch(agent=agent, events=[*batch]))
-        return result.accepted, result.duplicates
-
     writer = EventWriter("postgres", 86400)
-    assert anyio.run(send, [probe("a", 10), probe("b", 10)], writer) == (2, 0)
-    owned = (
-        "SELECT target_id FROM targets JOIN containers c USING (container_key)"
-        " JOIN agents a USING (agent_id) WHERE a.name = %s AND c.container_id = %s"
-    )
+    assert _send(module_database_url, writer, agent, [_probe("a", 10), _probe("b", 10)]) == (2, 0)
     with psycopg.connect(module_database_url) as conn:
         conn.execute(
-            f"UPDATE target_state SET last_probe_at = %s WHERE target_id = ({owned})",
+            f"UPDATE target_state SET last_probe_at = %s WHERE target_id = ({_TARGET_OF})",
             (BASE + timedelta(seconds=5), agent, "a"),
         )
     # a at 10 s is newer than its state now, yet stored: the plain insert fails on the unique
     # index, and the batch is written again with every event checked.
-    assert anyio.run(send, [probe("a", 10), probe("b", 20)], writer) == (1, 1)
+    assert _send(module_database_url, writer, agent, [_probe("a", 10), _probe("b", 20)]) == (1, 1)
     with psycopg.connect(module_database_url) as conn:
         stored = conn.execute(
-            f"SELECT count(*) FROM probe_events WHERE target_id = ({owned})", (agent, "a")
+            f"SELECT count(*) FROM probe_events WHERE target_id = ({_TARGET_OF})", (agent, "a")
         ).fetchone()
         b_state = conn.execute(
-            f"SELECT last_probe_at FROM target_state WHERE target_id = ({owned})", (agent, "b")
+            f"SELECT last_probe_at FROM target_state WHERE target_id = ({_TARGET_OF})",
+            (agent, "b"),
         ).fetchone()
     assert stored == (1,)
     assert b_state == (BASE + timedelta(seconds=20),)
