@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import struct
 import sys
 from array import array
@@ -90,6 +91,12 @@ class EventWriter:
         self._targets: dict[TargetKey, int] = {}
         # A probe's target id straight from its fields: one lookup per event once known.
         self._probe_targets: dict[ProbeKey, int] = {}
+        # Per target, the time of a probe event this writer saw committed (appended, or found
+        # stored): an event of that target and time is a duplicate without asking the
+        # database. Events are never deleted but whole partitions past retention, whose times
+        # ingest refuses anyway, so the fact stays true for as long as the database is the
+        # same one (ingest drops its writer on each new connection: see Ingest.forget).
+        self._stored: dict[int, datetime] = {}
         self._partitions: set[int] = set()
 
     async def ensure_partitions(
@@ -165,8 +172,9 @@ class EventWriter:
                 target_ids = await self._target_ids(conn, probes, keys, new_targets)
             else:
                 target_ids = cached
+            times = [p.time for p in probes]
             accepted_probes, changed_targets = await self._append_probes(
-                conn, probes, target_ids, once=once
+                conn, *self._unknown(probes, target_ids, times), once=once
             )
             accepted_lifecycle, changed_containers = await self._append_lifecycle(
                 conn, lifecycle, keys
@@ -184,12 +192,29 @@ class EventWriter:
         self._targets.update(new_targets)
         if cached is None:
             self._probe_targets.update(zip(probe_keys, target_ids, strict=True))
+        # Every probe event of a committed batch is stored: appended now, or before.
+        self._stored.update(zip(target_ids, times, strict=True))
         return AppendResult(
             accepted=accepted,
             duplicates=len(batch.events) - accepted,
             changed_targets=frozenset(changed_targets),
             changed_containers=frozenset(changed_containers),
         )
+
+    def _unknown(
+        self, probes: list[ProbeEvent], target_ids: list[int], times: list[datetime]
+    ) -> tuple[list[ProbeEvent], list[int], list[datetime]]:
+        """The probes, target ids and times without the events known to be stored.
+
+        A batch sent again (its answer was lost) is mostly the newest event of each target,
+        which this writer just committed: those are duplicates without a lookup or a
+        speculative insert in the database, which cost more than appending a new event.
+        """
+        known = list(map(self._stored.get, target_ids))
+        if not any(map(operator.eq, known, times)):
+            return probes, target_ids, times  # the usual batch: all new
+        keep = [i for i, pair in enumerate(zip(known, times, strict=True)) if pair[0] != pair[1]]
+        return [probes[i] for i in keep], [target_ids[i] for i in keep], [times[i] for i in keep]
 
     async def _agent_id(
         self, conn: psycopg.AsyncConnection, name: str, made: dict[str, int]
@@ -299,13 +324,14 @@ class EventWriter:
         conn: psycopg.AsyncConnection,
         probes: list[ProbeEvent],
         target_ids: list[int],
+        times: list[datetime],
         *,
         once: bool,
     ) -> tuple[int, set[int]]:
         if not probes:
             return 0, set()
         params: dict[str, object] = {
-            "times": [p.time for p in probes],
+            "times": times,
             "target_ids": Int4Array.of(target_ids),
             "latencies": Int4Array.of(
                 [encode_latency(p.ok, p.latency_ms, p.error) for p in probes]

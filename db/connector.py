@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import psycopg
@@ -39,8 +39,17 @@ def translate_errors() -> Iterator[None]:
         raise DatabaseUnavailable(redact_text(str(exc)).strip() or type(exc).__name__) from exc
 
 
-def open_pool(url: str, size: int, name: str) -> psycopg_pool.AsyncConnectionPool:
-    """An async pool that reconnects by itself; open it with `await pool.open()`."""
+def open_pool(
+    url: str,
+    size: int,
+    name: str,
+    connected: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
+) -> psycopg_pool.AsyncConnectionPool:
+    """An async pool that reconnects by itself; open it with `await pool.open()`.
+
+    `connected` runs on each new connection: after a restart, a failover or a restore, what
+    a service remembers of the database may no longer hold.
+    """
     return psycopg_pool.AsyncConnectionPool(
         url,
         min_size=1,
@@ -50,6 +59,7 @@ def open_pool(url: str, size: int, name: str) -> psycopg_pool.AsyncConnectionPoo
         timeout=10,
         # A connection broken by a server restart is noticed and replaced before use.
         check=psycopg_pool.AsyncConnectionPool.check_connection,
+        configure=connected,
         reconnect_timeout=0,  # keep trying forever: the database may be down for a while
         kwargs={"autocommit": False, "application_name": f"dockping-{name}"},
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 import psycopg_pool
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
@@ -93,12 +94,18 @@ EXCEPTION_HANDLERS: dict[Any, Callable[..., Response[Any]]] = {
 }
 
 
-def pool_lifespan(url: str, size: int, name: str) -> Callable[[Litestar], Any]:
-    """A lifespan that opens the pool without waiting for the database, and closes it."""
+def pool_lifespan(
+    url: str,
+    size: int,
+    name: str,
+    connected: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
+) -> Callable[[Litestar], Any]:
+    """A lifespan that opens the pool without waiting for the database, and closes it;
+    `connected` runs on each new connection (see open_pool)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = open_pool(url, size, name)
+        pool = open_pool(url, size, name, connected)
         await pool.open(wait=False)
         app.state.pool = pool
         try:

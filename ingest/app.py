@@ -43,6 +43,12 @@ class Ingest:
         self.failures = FailureLimiter()
         self.writer: EventWriter | None = None
 
+    async def forget(self, conn: psycopg.AsyncConnection) -> None:
+        """Drop the writer, and with it every id and stored event it remembers: called on each
+        new connection, since the database behind it may have been restored or replaced (its
+        ids made anew, its newest events lost). The next batch makes a new writer."""
+        self.writer = None
+
     async def writer_for(self, conn: psycopg.AsyncConnection) -> EventWriter:
         """The writer; made on first use, once the schema's backend is known."""
         if self.writer is None:
@@ -232,7 +238,9 @@ async def metrics(state: State) -> Response[bytes]:
 def create_app(settings: Settings, database_url: str) -> Litestar:
     """The ingest app, for these settings and this database."""
     ingest = Ingest(settings, database_url)
-    open_pool = pool_lifespan(database_url, settings.database.pool_size, "ingest")
+    open_pool = pool_lifespan(
+        database_url, settings.database.pool_size, "ingest", connected=ingest.forget
+    )
 
     @asynccontextmanager
     async def maintenance(app: Litestar) -> AsyncIterator[None]:

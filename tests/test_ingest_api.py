@@ -16,6 +16,7 @@ from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
 from dockping.settings import Settings, load
 from ingest.app import create_app
+from tests.conftest import TEMPLATE
 from tests.events import at, batch, lifecycle, probe
 
 pytestmark = pytest.mark.anyio
@@ -297,6 +298,24 @@ async def test_a_database_restart_gives_503_then_recovers(
         assert count(url, "probe_events") == 2
     finally:
         server.stop()
+
+
+async def test_a_database_replaced_behind_ingest_gets_the_events_sent_again(
+    client: AsyncTestClient, database_url: str, pg_admin_url: str
+) -> None:
+    """A database restored from an older backup while ingest runs: nothing ingest remembered
+    of the old one (ids, events stored) keeps a batch sent again from being stored."""
+    body = batch(probe(0), probe(1), lifecycle(2, "start"))
+    first = await client.post("/api/v1/events", headers=AUTH, json=body)
+    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        # Every ingest connection is cut, and the database comes back as it was before.
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    again = await client.post("/api/v1/events", headers=AUTH, json=body)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json() == {"accepted": 3, "duplicates": 0}
+    assert (count(database_url, "probe_events"), count(database_url, "target_state")) == (2, 1)
 
 
 async def test_metrics_name_rejections_write_latency_and_the_pool(client: AsyncTestClient) -> None:

@@ -59,12 +59,14 @@ def one_per_target(sent: list[ProbeEvent], rng: random.Random) -> list[list[Prob
     ),
     seed=st.randoms(use_true_random=False),
     duplicate_share=st.floats(0, 1),
+    restarts=st.floats(0, 1),
 )
 def test_batches_of_one_event_per_target_fold_like_the_reference(
     module_database_url: str,
     data: list[tuple[int, int, tuple[bool, float | None, str | None]]],
     seed: random.Random,
     duplicate_share: float,
+    restarts: float,
 ) -> None:
     """Shuffled and re-sent events, each batch one per target, give a plain fold's state and counts."""
     agent = f"once-{next(agent_numbers)}"
@@ -77,6 +79,9 @@ def test_batches_of_one_event_per_target_fold_like_the_reference(
         writer = EventWriter("postgres", 86400)
         async with await psycopg.AsyncConnection.connect(module_database_url) as conn:
             for batch in batches:
+                if seed.random() < restarts:
+                    # As after an ingest restart: nothing remembered, every duplicate asked for.
+                    writer = EventWriter("postgres", 86400)
                 results.append(await writer.append(conn, Batch(agent=agent, events=[*batch])))
 
     anyio.run(run)
@@ -165,8 +170,10 @@ def test_a_state_behind_its_events_costs_a_retry_not_a_failure(module_database_u
             (BASE + timedelta(seconds=5), agent, "a"),
         )
     # a at 10 s is newer than its state now, yet stored: the plain insert fails on the unique
-    # index, and the batch is written again with every event checked.
-    assert _send(module_database_url, writer, agent, [_probe("a", 10), _probe("b", 20)]) == (1, 1)
+    # index, and the batch is written again with every event checked. (A new writer, as after
+    # a restart: this one remembers a at 10 s as stored and would not ask the database.)
+    again = EventWriter("postgres", 86400)
+    assert _send(module_database_url, again, agent, [_probe("a", 10), _probe("b", 20)]) == (1, 1)
     with psycopg.connect(module_database_url) as conn:
         stored = conn.execute(
             f"SELECT count(*) FROM probe_events WHERE target_id = ({_TARGET_OF})", (agent, "a")
@@ -177,6 +184,76 @@ def test_a_state_behind_its_events_costs_a_retry_not_a_failure(module_database_u
         ).fetchone()
     assert stored == (1,)
     assert b_state == (BASE + timedelta(seconds=20),)
+
+
+class _Watched(psycopg.AsyncConnection[Any]):
+    """A real connection that keeps the text of each statement, and can fail one of them."""
+
+    statements: list[str]
+    fail_on: str | None = None
+
+    async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        text = str(query)
+        self.statements.append(text)
+        if self.fail_on is not None and self.fail_on in text:
+            raise psycopg.OperationalError(f"injected failure at {self.fail_on!r}")
+        return await super().execute(query, *args, **kwargs)
+
+
+def _send_watched(
+    url: str, writer: EventWriter, agent: str, events: list[ProbeEvent], fail_on: str | None = None
+) -> tuple[tuple[int, int] | None, list[str]]:
+    """Append one batch on a watched connection: (accepted, duplicates), or None if it failed,
+    and the statements sent."""
+
+    async def run() -> tuple[tuple[int, int] | None, list[str]]:
+        async with await _Watched.connect(url) as conn:
+            conn.statements, conn.fail_on = [], fail_on
+            try:
+                result = await writer.append(conn, Batch(agent=agent, events=[*events]))
+            except psycopg.OperationalError:
+                return None, conn.statements
+            return (result.accepted, result.duplicates), conn.statements
+
+    return anyio.run(run)
+
+
+def _appends(statements: list[str]) -> int:
+    return sum("INSERT INTO probe_events" in text for text in statements)
+
+
+def test_a_batch_sent_again_is_told_duplicate_without_asking_the_database(
+    module_database_url: str,
+) -> None:
+    """Events this writer saw committed as its targets' newest are duplicates before any insert."""
+    agent = f"again-{next(agent_numbers)}"
+    writer = EventWriter("postgres", 86400)
+    batch = [_probe("a", 10), _probe("b", 10)]
+    assert _send_watched(module_database_url, writer, agent, batch)[0] == (2, 0)
+    # The same batch (its answer lost), then half of it with a new event of b.
+    counts, statements = _send_watched(module_database_url, writer, agent, batch)
+    assert (counts, _appends(statements)) == ((0, 2), 0)
+    counts, statements = _send_watched(
+        module_database_url, writer, agent, [_probe("a", 10), _probe("b", 20)]
+    )
+    assert (counts, _appends(statements)) == ((1, 1), 1)
+    with psycopg.connect(module_database_url) as conn:
+        stored = conn.execute(
+            f"SELECT count(*) FROM probe_events WHERE target_id IN ({_TARGET_OF} UNION {_TARGET_OF})",
+            (agent, "a", agent, "b"),
+        ).fetchone()
+    assert stored == (3,)
+
+
+def test_a_batch_rolled_back_is_not_remembered_as_stored(module_database_url: str) -> None:
+    """A batch whose transaction failed after its insert is appended in full when sent again."""
+    agent = f"rolled-{next(agent_numbers)}"
+    writer = EventWriter("postgres", 86400)
+    batch = [_probe("a", 10), _probe("b", 10)]
+    # The notification is the batch's last statement, after the events' insert.
+    counts, statements = _send_watched(module_database_url, writer, agent, batch, "pg_notify")
+    assert (counts, _appends(statements)) == (None, 1)
+    assert _send_watched(module_database_url, writer, agent, batch)[0] == (2, 0)
 
 
 def _string_fields(cls: type[msgspec.Struct]) -> list[str]:
