@@ -81,10 +81,13 @@ def probe_json(agent: int, index: int, start: datetime) -> dict[str, object]:
     }
 
 
-def raw_rows(agent: int, count: int, start: datetime) -> list[tuple[datetime, int, int]]:
-    """The (time, target_id, latency_us) rows that `count` probes of an agent become."""
+def raw_rows(
+    agent: int, count: int, start: datetime, first: int = 0
+) -> list[tuple[datetime, int, int]]:
+    """The (time, target_id, latency_us) rows that `count` probes of an agent become, from its
+    `first`-th probe on."""
     rows = []
-    for index in range(count):
+    for index in range(first, first + count):
         target = agent * TARGETS_PER_AGENT + index % TARGETS_PER_AGENT + 1
         ok = index % 17 != 0
         latency = round((0.2 + (index * 7919 % 1000) / 100) * 1000) if ok else -1

@@ -46,7 +46,9 @@ class Ingest:
     async def forget(self, conn: psycopg.AsyncConnection) -> None:
         """Drop the writer, and with it every id and stored event it remembers: called on each
         new connection, since the database behind it may have been restored or replaced (its
-        ids made anew, its newest events lost). The next batch makes a new writer."""
+        ids made anew, its newest events lost). The next batch makes a new writer. The pool
+        replaces each connection after an hour, which also bounds what a writer remembers to
+        about an hour of containers coming and going."""
         self.writer = None
 
     async def writer_for(self, conn: psycopg.AsyncConnection) -> EventWriter:
