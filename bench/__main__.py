@@ -21,10 +21,11 @@ def main(names: list[str]) -> int:
         for m in pkgutil.iter_modules([str(Path(__file__).parent)])
         if not m.name.startswith("_")
     )
-    chosen = names or modules
     failed = 0
-    for name in chosen:
+    for name in names or modules:
         module = importlib.import_module(f"bench.{name}")
+        if not names and not hasattr(module, "run"):
+            continue  # a helper the benchmarks share (storage_support), not a benchmark
         print(f"== {name}: {(module.__doc__ or '').strip().splitlines()[0]}", flush=True)
         started = time.monotonic()
         try:
