@@ -212,7 +212,7 @@ class EventWriter:
         """
         known = list(map(self._stored.get, target_ids))
         if not any(map(operator.eq, known, times)):
-            return probes, target_ids, times  # the usual batch: all new
+            return probes, target_ids, times  # the usual batch: none known as stored
         keep = [i for i, pair in enumerate(zip(known, times, strict=True)) if pair[0] != pair[1]]
         return [probes[i] for i in keep], [target_ids[i] for i in keep], [times[i] for i in keep]
 
