@@ -6,9 +6,11 @@ import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from hypothesis import strategies as st
 
 from dockping.contract import ProbeEvent
+from dockping.projection import TargetState
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 agent_numbers = itertools.count()
@@ -22,6 +24,32 @@ outcome = st.one_of(
         lambda e: (False, None, e)
     ),
 )
+
+
+def probe_data(
+    targets: int, seconds: int, max_size: int
+) -> st.SearchStrategy[list[tuple[int, int, Outcome]]]:
+    """(target, second, outcome) items, one outcome per identity: a duplicate is the same
+    event sent again."""
+    return st.lists(
+        st.tuples(st.integers(0, targets), st.integers(0, seconds), outcome),
+        min_size=1,
+        max_size=max_size,
+        unique_by=lambda item: (item[0], item[1]),
+    )
+
+
+def stored_states(url: str, agent: str) -> dict[str, tuple[int, TargetState]]:
+    """The target id and stored state of each container of an agent, by container id."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.container_id, s.target_id, s.last_probe_at, s.latency_us, s.last_ok_at,"
+            " s.status_since, s.consecutive_failures, s.last_error, s.last_error_at"
+            " FROM target_state s JOIN targets USING (target_id) JOIN containers c USING (container_key)"
+            " JOIN agents a USING (agent_id) WHERE a.name = %s",
+            (agent,),
+        ).fetchall()
+    return {row[0]: (row[1], TargetState(*row[2:])) for row in rows}
 
 
 def probe_events(data: list[tuple[int, int, Outcome]]) -> list[ProbeEvent]:

@@ -25,13 +25,14 @@ from dockping.contract import (
     ProbeEvent,
     decode_batch,
 )
-from dockping.projection import Probe, TargetState, encode_latency, fold
+from dockping.projection import Probe, encode_latency, fold
 from tests.projection_support import (
     BASE,
     agent_numbers,
-    outcome,
+    probe_data,
     probe_events,
     resent_and_shuffled,
+    stored_states,
 )
 
 
@@ -51,12 +52,7 @@ def one_per_target(sent: list[ProbeEvent], rng: random.Random) -> list[list[Prob
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    data=st.lists(
-        st.tuples(st.integers(0, 7), st.integers(0, 200), outcome),
-        min_size=1,
-        max_size=80,
-        unique_by=lambda item: (item[0], item[1]),
-    ),
+    data=probe_data(7, 200, 80),
     seed=st.randoms(use_true_random=False),
     duplicate_share=st.floats(0, 1),
     restarts=st.floats(0, 1),
@@ -85,16 +81,9 @@ def test_batches_of_one_event_per_target_fold_like_the_reference(
                 results.append(await writer.append(conn, Batch(agent=agent, events=[*batch])))
 
     anyio.run(run)
-    with psycopg.connect(module_database_url) as conn:
-        rows = conn.execute(
-            "SELECT c.container_id, s.target_id, s.last_probe_at, s.latency_us, s.last_ok_at,"
-            " s.status_since, s.consecutive_failures, s.last_error, s.last_error_at"
-            " FROM target_state s JOIN targets USING (target_id) JOIN containers c USING (container_key)"
-            " JOIN agents a USING (agent_id) WHERE a.name = %s",
-            (agent,),
-        ).fetchall()
-    stored = {row[0]: TargetState(*row[2:]) for row in rows}
-    target_ids = {row[0]: row[1] for row in rows}
+    states = stored_states(module_database_url, agent)
+    stored = {container: state for container, (_, state) in states.items()}
+    target_ids = {container: target_id for container, (target_id, _) in states.items()}
     by_target: dict[str, list[Probe]] = {}
     for e in events:
         by_target.setdefault(e.container_id, []).append(

@@ -18,9 +18,10 @@ from dockping.projection import Probe, TargetState, encode_latency, fold
 from tests.projection_support import (
     BASE,
     agent_numbers,
-    outcome,
+    probe_data,
     probe_events,
     resent_and_shuffled,
+    stored_states,
 )
 
 
@@ -80,13 +81,7 @@ def test_fold_tracks_status_since_and_failures() -> None:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    # One outcome per identity: a duplicate is the same event sent again.
-    data=st.lists(
-        st.tuples(st.integers(0, 2), st.integers(0, 300), outcome),
-        min_size=1,
-        max_size=60,
-        unique_by=lambda item: (item[0], item[1]),
-    ),
+    data=probe_data(2, 300, 60),
     seed=st.randoms(use_true_random=False),
     batches=st.integers(1, 6),
     duplicate_share=st.floats(0, 1),
@@ -112,14 +107,10 @@ def test_any_order_batching_and_duplication_give_the_same_state(
                 await writer.append(conn, Batch(agent=agent, events=list(chunk)))
 
     anyio.run(run)
+    stored = {
+        int(c[1:]): state for c, (_, state) in stored_states(module_database_url, agent).items()
+    }
     with psycopg.connect(module_database_url) as conn:
-        rows = conn.execute(
-            "SELECT c.container_id, s.last_probe_at, s.latency_us, s.last_ok_at, s.status_since,"
-            " s.consecutive_failures, s.last_error, s.last_error_at"
-            " FROM target_state s JOIN targets USING (target_id) JOIN containers c USING (container_key)"
-            " JOIN agents a USING (agent_id) WHERE a.name = %s",
-            (agent,),
-        ).fetchall()
         minute_rows = conn.execute(
             "SELECT c.container_id, m.bucket, m.probes, m.failures, round(m.avg_ms::numeric, 6),"
             " m.p50_ms, m.p95_ms, m.max_ms"
@@ -128,7 +119,6 @@ def test_any_order_batching_and_duplication_give_the_same_state(
             " WHERE a.name = %s",
             (agent,),
         ).fetchall()
-    stored = {int(row[0][1:]): TargetState(*row[1:]) for row in rows}
     encoded = [
         (int(e.container_id[1:]), e.time, encode_latency(e.ok, e.latency_ms, e.error))
         for e in events
