@@ -1,7 +1,8 @@
 """Query reads at scale: 10,000 targets and 50M probe events on plain PostgreSQL, plus one target probed every 2 s for 30 days.
 
 The dataset is made in SQL (generate_series straight into the tables, the rollup refolded
-with the storage layer's own rebuild query). A real `dockping query` process serves it and
+with the storage layer's own rebuild query), and its partitions whose time is over are
+compacted as ingest's maintenance does. A real `dockping query` process serves it and
 one keep-alive HTTP client measures it, one request at a time:
 
 - GET /api/v1/addresses (50 rows) and GET /addresses for every sort with no filter and with
@@ -29,11 +30,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import httpx
 import psycopg
 
 from bench import Figure, wait_healthy
 from bench.storage_support import server
+from db.compaction import compact_closed_partitions
 from db.migrate import migrate
 from db.queries import parse, sql
 from query.cursor import TimeCursor, encode
@@ -79,7 +82,16 @@ def dataset(admin_url: str, targets: int, events: int) -> Iterator[str]:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql("refresh_every_rollup"))
             conn.execute("VACUUM ANALYZE")
+    # As ingest's maintenance keeps it: the partitions whose time is over are compacted.
+    anyio.run(_compact, url)
     yield url
+
+
+async def _compact(url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        compacted = await compact_closed_partitions(conn, datetime.now(UTC))
+    if compacted:
+        _log(f"compacted {len(compacted)} partitions")
 
 
 def _generate(url: str, targets: int, events: int) -> None:

@@ -91,7 +91,7 @@ class Ingest:
                     if row and row[0]:
                         log.info("retention.dropped", partitions=row[0])
                     if writer.backend == "postgres":
-                        await self._compact(conn, now - step)
+                        await self._compact(conn, now)
                 await anyio.sleep(3600)
             except (DatabaseUnavailable, SchemaError) as exc:
                 log.warning("maintenance.retry", error=str(exc))

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from hypothesis import strategies as st
 
+from db.append import AppendResult
 from dockping.contract import ProbeEvent
-from dockping.projection import TargetState
+from dockping.projection import Probe, TargetState, encode_latency, fold
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 agent_numbers = itertools.count()
@@ -75,3 +76,40 @@ def resent_and_shuffled(
     sent = events + [e for e in events if rng.random() < share]
     rng.shuffle(sent)
     return sent
+
+
+def check_like_reference(
+    url: str,
+    agent: str,
+    events: list[ProbeEvent],
+    batches: list[list[ProbeEvent]],
+    results: list[AppendResult],
+) -> None:
+    """The agent's stored states are a plain fold of `events`, each is stored once, and each
+    batch reported as new exactly the events not stored before it, and their targets."""
+    states = stored_states(url, agent)
+    stored = {container: state for container, (_, state) in states.items()}
+    target_ids = {container: target_id for container, (target_id, _) in states.items()}
+    by_target: dict[str, list[Probe]] = {}
+    for e in events:
+        by_target.setdefault(e.container_id, []).append(
+            Probe(e.time, encode_latency(e.ok, e.latency_ms, e.error))
+        )
+    assert {c: fold(None, probes) for c, probes in by_target.items()} == stored
+    with psycopg.connect(url) as conn:
+        counts = conn.execute(
+            "SELECT c.container_id, count(*) FROM probe_events p JOIN targets USING (target_id)"
+            " JOIN containers c USING (container_key) JOIN agents a USING (agent_id)"
+            " WHERE a.name = %s GROUP BY 1",
+            (agent,),
+        ).fetchall()
+    assert dict(counts) == {c: len(probes) for c, probes in by_target.items()}
+    seen: set[tuple[str, datetime]] = set()
+    for batch, result in zip(batches, results, strict=True):
+        new = []
+        for e in batch:  # an event twice in one batch is new once
+            if (e.container_id, e.time) not in seen:
+                seen.add((e.container_id, e.time))
+                new.append(e)
+        assert (len(new), len(batch) - len(new)) == (result.accepted, result.duplicates)
+        assert {target_ids[e.container_id] for e in new} == result.changed_targets

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import typing
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -25,14 +25,13 @@ from dockping.contract import (
     ProbeEvent,
     decode_batch,
 )
-from dockping.projection import Probe, encode_latency, fold
 from tests.projection_support import (
     BASE,
     agent_numbers,
+    check_like_reference,
     probe_data,
     probe_events,
     resent_and_shuffled,
-    stored_states,
 )
 
 
@@ -81,22 +80,7 @@ def test_batches_of_one_event_per_target_fold_like_the_reference(
                 results.append(await writer.append(conn, Batch(agent=agent, events=[*batch])))
 
     anyio.run(run)
-    states = stored_states(module_database_url, agent)
-    stored = {container: state for container, (_, state) in states.items()}
-    target_ids = {container: target_id for container, (target_id, _) in states.items()}
-    by_target: dict[str, list[Probe]] = {}
-    for e in events:
-        by_target.setdefault(e.container_id, []).append(
-            Probe(e.time, encode_latency(e.ok, e.latency_ms, e.error))
-        )
-    assert {c: fold(None, probes) for c, probes in by_target.items()} == stored
-    # Each batch reports as new exactly the events not stored before it, and their targets.
-    seen: set[tuple[str, datetime]] = set()
-    for batch, result in zip(batches, results, strict=True):
-        new = [e for e in batch if (e.container_id, e.time) not in seen]
-        seen.update((e.container_id, e.time) for e in batch)
-        assert (len(new), len(batch) - len(new)) == (result.accepted, result.duplicates)
-        assert {target_ids[e.container_id] for e in new} == result.changed_targets
+    check_like_reference(module_database_url, agent, events, batches, results)
 
 
 def _probe(container: str, second: int, ok: bool = True) -> ProbeEvent:

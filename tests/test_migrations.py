@@ -7,6 +7,7 @@ import threading
 import psycopg
 import pytest
 
+import db.migrate
 from db.connector import SchemaError
 from db.migrate import check_schema, latest_version, migrate, migrations
 
@@ -133,6 +134,49 @@ def test_partitions_are_made_ahead_and_dropped_whole(empty_database_url: str) ->
         assert dropped == (5,)  # only the first day, which ended before the cutoff
         left = conn.execute("SELECT count(*) FROM probe_events").fetchone()
     assert left == (1,)
+
+
+def test_a_version_10_database_gets_the_event_key_on_each_partition(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 11 moves probe_events' unique key onto each partition: events stay, each
+    still once, and a partition compacted the old way is compacted again."""
+    every = migrations("postgres")
+    monkeypatch.setattr(db.migrate, "migrations", lambda _: [m for m in every if m.version <= 10])
+    migrate(empty_database_url, "postgres")
+    days = ["probe_events_p20260101t0000", "probe_events_p20260102t0000"]
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("SELECT dockping_ensure_partitions('2026-01-01', '2026-01-03', '1 day')")
+        conn.execute(
+            "INSERT INTO probe_events VALUES ('2026-01-01 12:00+00', 1, 5),"
+            " ('2026-01-02 12:00+00', 1, 5)"
+        )
+        conn.execute(f"COMMENT ON TABLE {days[0]} IS 'dockping: compacted'")
+    monkeypatch.undo()
+    assert migrate(empty_database_url, "postgres")[1] == [11]
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        keys = conn.execute(
+            "SELECT indrelid::regclass::text FROM pg_index"
+            " WHERE indisunique AND indisvalid AND indexrelid::regclass::text LIKE '%%_key'"
+            " AND indrelid::regclass::text LIKE 'probe_events_p%%' ORDER BY 1"
+        ).fetchall()
+        comments = conn.execute(
+            "SELECT obj_description(c::regclass, 'pg_class') FROM unnest(%s::text[]) c", (days,)
+        ).fetchall()
+        for day in ("2026-01-01", "2026-01-02"):
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute(f"INSERT INTO probe_events VALUES ('{day} 12:00+00', 1, 6)")
+        # A partition made after the migration gets its key too.
+        conn.execute("SELECT dockping_ensure_partitions('2026-01-03', '2026-01-04', '1 day')")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO probe_events VALUES ('2026-01-03 12:00+00', 1, 5),"
+                " ('2026-01-03 12:00+00', 1, 6)"
+            )
+        count = conn.execute("SELECT count(*) FROM probe_events").fetchone()
+    assert keys == [(days[0],), (days[1],)]
+    assert comments == [(None,), (None,)]
+    assert count == (2,)
 
 
 def test_auto_picks_plain_postgresql_without_the_extension(empty_database_url: str) -> None:

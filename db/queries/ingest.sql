@@ -103,7 +103,9 @@ SELECT target_id, events, first_at <= stored_last_probe_at AS late FROM batch
 -- target (the state folds them all, and the caller holds lock_agent), so it is new for sure:
 -- those are appended by a plain insert, without the speculative insert's duplicate check,
 -- which was a fifth of the database's work for a batch. Were a state ever behind its events,
--- the unique index fails the statement and the caller runs the batch through append_probes.
+-- the unique index of an open partition fails the statement and the caller runs the batch
+-- through append_probes. (A compacted partition has no such index: there, only an edit of
+-- target_state by hand could make a state behind its events, and `dockping rebuild` mends it.)
 -- Returns the events inserted, the late targets, and the targets with new events when that
 -- is not every target of the batch.
 WITH incoming AS (
@@ -165,11 +167,18 @@ FROM (SELECT count(*)::integer AS fresh FROM fresh) AS f,
 
 -- insert_new_probes --
 -- Append the `pending` probe events (a CTE of append_probes and append_probes_once), skipping
--- those already stored, and return the ones inserted.
+-- those already stored, and return the ones inserted. A compacted partition has no unique
+-- index (db/compaction.py): an event is looked up by its identity, once per batch, and no
+-- other transaction stores events of the batch's targets meanwhile (the caller holds
+-- lock_agent). The unique index of an open partition checks again.
 INSERT INTO probe_events (time, target_id, latency_us)
-    SELECT time, target_id, latency_us
-    FROM pending
-    ORDER BY target_id, time
+    SELECT DISTINCT ON (target_id, time) time, target_id, latency_us
+    FROM pending p
+    WHERE NOT EXISTS (SELECT FROM probe_events e
+                      WHERE e.target_id = p.target_id
+                        AND dockping_bucket(e.time) = dockping_bucket(p.time)
+                        AND e.time = p.time)
+    ORDER BY target_id, time, latency_us
     ON CONFLICT DO NOTHING
     RETURNING target_id, time, latency_us
 
@@ -296,6 +305,10 @@ WHERE parent.relname = 'probe_events'
                     'TO \(''([^'']+)''\)'))[1]::timestamptz <= %(before)s
   AND obj_description(child.oid, 'pg_class') IS DISTINCT FROM 'dockping: compacted'
 ORDER BY 1
+
+-- invalid_index --
+-- An index by that name that a failed CREATE INDEX CONCURRENTLY left invalid.
+SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(%(name)s) AND NOT indisvalid
 
 -- drop_partitions --
 -- Drop whole partitions or chunks older than the retention cutoff.

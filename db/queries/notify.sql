@@ -12,7 +12,8 @@ CROSS JOIN LATERAL (
     FROM probe_events p
     WHERE p.target_id = t.target_id
       AND p.time > coalesce(n.last_time, %(horizon)s::timestamptz)
-    ORDER BY p.time
+      AND dockping_bucket(p.time) >= dockping_bucket(coalesce(n.last_time, %(horizon)s::timestamptz))
+    ORDER BY dockping_bucket(p.time), p.time
     LIMIT %(per_target)s
 ) e
 WHERE %(target_ids)s::integer[] IS NULL OR t.target_id = ANY(%(target_ids)s::integer[])

@@ -43,16 +43,14 @@ SELECT target_id, agent, container_id, container_name, image, compose_project, n
 FROM latest_state WHERE target_id = %(target_id)s
 
 -- target_events_page --
--- A target's raw probe events, newest first, after a keyset position.
+-- A target's raw probe events, newest first, after a keyset position (in the order of the
+-- backend's indexes: see dockping_target_events in migration 11).
 SELECT e.time, e.latency_us >= 0 AS ok,
        CASE WHEN e.latency_us >= 0 THEN e.latency_us / 1000.0 END AS latency_ms,
        pe.error
-FROM probe_events e
+FROM dockping_target_events(%(target_id)s, %(before)s::timestamptz, %(limit)s) e
 LEFT JOIN probe_errors pe ON pe.code = -e.latency_us
-WHERE e.target_id = %(target_id)s
-  AND (%(before)s::timestamptz IS NULL OR e.time < %(before)s::timestamptz)
 ORDER BY e.time DESC
-LIMIT %(limit)s
 
 -- target_exists --
 -- Whether a target id exists.
@@ -148,6 +146,8 @@ SELECT date_bin(%(bucket)s::interval, e.time, timestamptz '1970-01-01 00:00:00+0
        (max(e.latency_us) FILTER (WHERE e.latency_us >= 0) / 1000.0)::float8 AS max_ms
 FROM probe_events e
 WHERE e.target_id = %(target_id)s AND e.time >= %(start)s AND e.time < %(end)s
+  AND dockping_bucket(e.time) BETWEEN dockping_bucket(%(start)s::timestamptz)
+                                 AND dockping_bucket(%(end)s::timestamptz)
 GROUP BY 1
 ORDER BY 1
 
