@@ -23,21 +23,29 @@ COMPACTED = "dockping: compacted"
 
 
 async def compact_closed_partitions(conn: psycopg.AsyncConnection, before: datetime) -> list[str]:
-    """Compact every partition that ended before `before`, once; return their names."""
-    cursor = await conn.execute(sql("uncompacted_partitions"), {"before": before})
-    names = [row[0] for row in await cursor.fetchall()]
+    """Compact every partition that ended before `before`, once; return their names.
+
+    One compactor at a time: while another ingest replica compacts, this one does nothing.
+    """
     await conn.commit()
-    done: list[str] = []
     was_autocommit = conn.autocommit
     # CONCURRENTLY refuses a transaction; it lets late events and readers go on.
     await conn.set_autocommit(True)
     try:
-        for name in names:
-            await _compact(conn, name)
-            done.append(name)
+        cursor = await conn.execute(sql("compaction_try_lock"))
+        row = await cursor.fetchone()
+        if not (row and row[0]):
+            return []
+        try:
+            cursor = await conn.execute(sql("uncompacted_partitions"), {"before": before})
+            names = [row[0] for row in await cursor.fetchall()]
+            for name in names:
+                await _compact(conn, name)
+            return names
+        finally:
+            await conn.execute(sql("compaction_unlock"))
     finally:
         await conn.set_autocommit(was_autocommit)
-    return done
 
 
 async def _compact(conn: psycopg.AsyncConnection, name: str) -> None:

@@ -226,3 +226,17 @@ def test_reads_through_compacted_partitions_give_what_they_gave_before(
         start <= t < end for start, end in RANGES for t in times
     )
     assert after_points == before_points
+
+
+def test_one_compactor_at_a_time(database_url: str) -> None:
+    """While another session compacts (holds the compactor's lock), a round does nothing."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT dockping_ensure_partitions(%s, %s, '1 day')", (DAY, DAY + timedelta(hours=1))
+        )
+        conn.execute(sql("compaction_try_lock"))
+        busy = compact(database_url, DAY + timedelta(days=1))
+        conn.execute(sql("compaction_unlock"))
+        free = compact(database_url, DAY + timedelta(days=1))
+    assert busy == []
+    assert free == ["probe_events_p20260101t0000"]

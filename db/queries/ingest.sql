@@ -306,6 +306,14 @@ WHERE parent.relname = 'probe_events'
   AND obj_description(child.oid, 'pg_class') IS DISTINCT FROM 'dockping: compacted'
 ORDER BY 1
 
+-- compaction_try_lock --
+-- Take the compactor's session lock, so that one ingest replica at a time compacts.
+SELECT pg_try_advisory_lock(7004)
+
+-- compaction_unlock --
+-- Release the compactor's session lock.
+SELECT pg_advisory_unlock(7004)
+
 -- invalid_index --
 -- An index by that name that a failed CREATE INDEX CONCURRENTLY left invalid.
 SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(%(name)s) AND NOT indisvalid
