@@ -7,7 +7,7 @@
 -- timestamp. (On TimescaleDB it is only a filter, like any other.)
 CREATE FUNCTION dockping_bucket(t timestamptz) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN floor(extract(epoch FROM t - timestamptz '1970-01-01 00:00:00+00') / 600)::integer;
+RETURN floor(date_part('epoch', t - timestamptz '1970-01-01 00:00:00+00') / 600)::integer;
 
 -- A target's probe events older than `before` (all when null), newest first: the events page.
 CREATE FUNCTION dockping_target_events(target integer, before timestamptz, page integer)
