@@ -240,3 +240,35 @@ def test_one_compactor_at_a_time(database_url: str) -> None:
         free = compact(database_url, DAY + timedelta(days=1))
     assert busy == []
     assert free == ["probe_events_p20260101t0000"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seconds=st.lists(st.integers(-(10**9), 4 * 10**9), min_size=1, max_size=50),
+    offsets=st.lists(st.sampled_from([-1, 0, 1, 299_999_999, 300_000_000]), min_size=1),
+)
+def test_the_bucket_of_a_time_is_its_ten_minutes_and_keeps_the_order(
+    module_database_url: str, seconds: list[int], offsets: list[int]
+) -> None:
+    """dockping_bucket() is the ten minutes a time falls in (but at a microsecond from a
+    bound), and a later time never falls in an earlier bucket."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    # Times on and around ten-minute bounds, and in the middle of buckets.
+    times = sorted(
+        epoch + timedelta(seconds=600 * (s // 600), microseconds=o)
+        for s in seconds
+        for o in offsets
+    )
+    with psycopg.connect(module_database_url) as conn:
+        rows = conn.execute(
+            "SELECT dockping_bucket(t) FROM unnest(%s::timestamptz[]) WITH ORDINALITY u(t, n)"
+            " ORDER BY n",
+            (times,),
+        ).fetchall()
+    buckets = [row[0] for row in rows]
+    assert buckets == sorted(buckets)
+    for when, bucket in zip(times, buckets, strict=True):
+        micros = (when - epoch) // timedelta(microseconds=1)
+        exact = micros // 600_000_000
+        near_bound = min(micros % 600_000_000, 600_000_000 - micros % 600_000_000) <= 1
+        assert bucket == exact or (near_bound and abs(bucket - exact) <= 1)
