@@ -30,13 +30,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import anyio
 import httpx
 import psycopg
 
 from bench import Figure, wait_healthy
-from bench.storage_support import server
-from db.compaction import compact_closed_partitions
+from bench.storage_support import compact, server
 from db.migrate import migrate
 from db.queries import parse, sql
 from query.cursor import TimeCursor, encode
@@ -83,15 +81,10 @@ def dataset(admin_url: str, targets: int, events: int) -> Iterator[str]:
             conn.execute(sql("refresh_every_rollup"))
             conn.execute("VACUUM ANALYZE")
     # As ingest's maintenance keeps it: the partitions whose time is over are compacted.
-    anyio.run(_compact, url)
-    yield url
-
-
-async def _compact(url: str) -> None:
-    async with await psycopg.AsyncConnection.connect(url) as conn:
-        compacted = await compact_closed_partitions(conn, datetime.now(UTC))
+    compacted = compact(url, datetime.now(UTC))
     if compacted:
         _log(f"compacted {len(compacted)} partitions")
+    yield url
 
 
 def _generate(url: str, targets: int, events: int) -> None:

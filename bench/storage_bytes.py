@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-import anyio
 import psycopg
 
 from bench import Figure
 from bench.storage_support import (
+    compact,
     copy_rows,
     database,
     prepare_partitions,
@@ -25,7 +25,6 @@ from bench.storage_support import (
     start_time,
     table_bytes,
 )
-from db.compaction import compact_closed_partitions
 from db.queries import sql
 
 BATCH = 1000
@@ -46,11 +45,6 @@ def _load(url: str, count: int) -> None:
         copy_rows(url, ordered, BATCH)
 
 
-async def _compact_all(url: str) -> None:
-    async with await psycopg.AsyncConnection.connect(url) as conn:
-        await compact_closed_partitions(conn, datetime.now(UTC) + timedelta(days=2))
-
-
 def plain_postgres(admin_url: str, count: int) -> tuple[float, float, float, float]:
     """Per event on plain PostgreSQL: heap, heap+index, the same compacted, and the rollup."""
     with database(admin_url) as url:
@@ -67,7 +61,7 @@ def plain_postgres(admin_url: str, count: int) -> tuple[float, float, float, flo
         )
         # What ingest's maintenance does to each partition once its time is past (here every
         # one, the last included).
-        anyio.run(_compact_all, url)
+        compact(url, datetime.now(UTC) + timedelta(days=2))
         compacted_heap, compacted_index = table_bytes(url, "probe_events")
     return (
         heap / count,

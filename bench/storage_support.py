@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import psycopg
 
+from db.compaction import compact_closed_partitions
 from db.embedded import EmbeddedPostgres
 from db.migrate import migrate
 
@@ -133,3 +135,14 @@ def table_bytes(url: str, table: str) -> tuple[int, int]:
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+def compact(url: str, before: datetime) -> list[str]:
+    """What ingest's maintenance does: compact the probe_events partitions that ended before
+    a time; return their names."""
+
+    async def run() -> list[str]:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            return await compact_closed_partitions(conn, before)
+
+    return anyio.run(run)

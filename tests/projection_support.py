@@ -6,11 +6,12 @@ import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import psycopg
 from hypothesis import strategies as st
 
-from db.append import AppendResult
-from dockping.contract import ProbeEvent
+from db.append import AppendResult, EventWriter
+from dockping.contract import Batch, ProbeEvent
 from dockping.projection import Probe, TargetState, encode_latency, fold
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -76,6 +77,18 @@ def resent_and_shuffled(
     sent = events + [e for e in events if rng.random() < share]
     rng.shuffle(sent)
     return sent
+
+
+def append_batch(
+    url: str, writer: EventWriter, agent: str, events: list[ProbeEvent]
+) -> AppendResult:
+    """Append one batch of an agent's events with a writer, on a connection of its own."""
+
+    async def run() -> AppendResult:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            return await writer.append(conn, Batch(agent=agent, events=[*events]))
+
+    return anyio.run(run)
 
 
 def check_like_reference(

@@ -28,6 +28,7 @@ from dockping.contract import (
 from tests.projection_support import (
     BASE,
     agent_numbers,
+    append_batch,
     check_like_reference,
     probe_data,
     probe_events,
@@ -105,13 +106,8 @@ _TARGET_OF = (
 
 def _send(url: str, writer: EventWriter, agent: str, events: list[ProbeEvent]) -> tuple[int, int]:
     """Append one batch; its (accepted, duplicates)."""
-
-    async def run() -> tuple[int, int]:
-        async with await psycopg.AsyncConnection.connect(url) as conn:
-            result = await writer.append(conn, Batch(agent=agent, events=[*events]))
-        return result.accepted, result.duplicates
-
-    return anyio.run(run)
+    result = append_batch(url, writer, agent, events)
+    return result.accepted, result.duplicates
 
 
 def test_a_late_event_and_a_duplicate_in_one_batch_are_told_apart(module_database_url: str) -> None:

@@ -12,14 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from db.append import AppendResult, EventWriter
+from db.append import EventWriter
 from db.compaction import COMPACTED, compact_closed_partitions
 from db.queries import sql
-from dockping.contract import Batch, ProbeEvent
+from dockping.contract import ProbeEvent
 from query import history
 from tests.projection_support import (
     BASE,
     agent_numbers,
+    append_batch,
     check_like_reference,
     probe_data,
     probe_events,
@@ -116,14 +117,6 @@ def test_a_failed_compaction_is_done_again(database_url: str) -> None:
     assert f"{closed}_key" not in after
 
 
-def _send(url: str, agent: str, batch: list[ProbeEvent]) -> AppendResult:
-    async def run() -> AppendResult:
-        async with await psycopg.AsyncConnection.connect(url) as conn:
-            return await EventWriter("postgres", 60).append(conn, Batch(agent=agent, events=batch))
-
-    return anyio.run(run)
-
-
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -150,7 +143,7 @@ def test_events_into_compacted_partitions_are_stored_once_and_fold_like_the_refe
     results = []
     for batch in batches:
         # A new writer each time, so that every duplicate is looked for in the database.
-        results.append(_send(module_database_url, agent, batch))
+        results.append(append_batch(module_database_url, EventWriter("postgres", 60), agent, batch))
         if seed.random() < 0.3:
             compact(module_database_url, BASE + timedelta(seconds=seed.randint(0, 300)))
     check_like_reference(module_database_url, agent, events, batches, results)

@@ -167,10 +167,10 @@ FROM (SELECT count(*)::integer AS fresh FROM fresh) AS f,
 
 -- insert_new_probes --
 -- Append the `pending` probe events (a CTE of append_probes and append_probes_once), skipping
--- those already stored, and return the ones inserted. A compacted partition has no unique
--- index (db/compaction.py): an event is looked up by its identity, once per batch, and no
--- other transaction stores events of the batch's targets meanwhile (the caller holds
--- lock_agent). The unique index of an open partition checks again.
+-- those already stored, and return the ones inserted. Each is looked up by its identity,
+-- which works in every partition, a compacted one (no unique index: db/compaction.py)
+-- included; no other transaction stores events of the batch's targets meanwhile (the caller
+-- holds lock_agent), so no speculative insert (ON CONFLICT) is needed on top.
 INSERT INTO probe_events (time, target_id, latency_us)
     SELECT DISTINCT ON (target_id, time) time, target_id, latency_us
     FROM pending p
@@ -179,7 +179,6 @@ INSERT INTO probe_events (time, target_id, latency_us)
                         AND dockping_bucket(e.time) = dockping_bucket(p.time)
                         AND e.time = p.time)
     ORDER BY target_id, time, latency_us
-    ON CONFLICT DO NOTHING
     RETURNING target_id, time, latency_us
 
 -- incoming_arrays --
