@@ -8,8 +8,8 @@ rows into probe_events, in the same rotation. Methods:
   - insert alone: the de-duplicating insert, no projection, no rollup;
   - insert + projection: append_probes without the rollup (as on TimescaleDB);
   - arrays (kept): append_probes with the rollup log, events sent as three binary arrays;
-  - once (kept): append_probes_once, what ingest runs for a batch of one event per target
-    (a plain insert for the events newer than their target's state, the rest checked);
+  - once (kept): dockping_append_probes_once(), what ingest runs for a batch of one event per
+    target (a plain insert for the events newer than their target's state, the rest checked);
   - COPY + log: raw COPY and the rollup log, no projection: what the state update costs;
   - COPY to temp: the same statement reading a temporary table filled by COPY.
 """
@@ -82,18 +82,19 @@ def _methods(conn: psycopg.Connection) -> dict[str, Callable[[Rows], None]]:
         raw(rows)
         conn.execute(_SQL["log_minutes"], params(rows), prepare=False)
 
-    once = append_query("postgres", sql("incoming_arrays"), "append_probes_once")
-
     def once_per_target(rows: Rows) -> None:
-        conn.execute(sql("lock_agent"), {"agent_id": 1})
         times, ids, latencies = (list(c) for c in zip(*rows, strict=True))
         arrays = {
+            "agent_id": 1,
+            "agent": "",
             "times": times,
             "target_ids": Int4Array.of(ids),
             "latencies": Int4Array.of(latencies),
-            "events": len(ids),
+            "log_minutes": True,
+            "notify": False,
+            "refuse_late": False,
         }
-        conn.execute(once, arrays, prepare=True).fetchall()
+        conn.execute(sql("append_probes_once"), arrays, prepare=True).fetchall()
 
     return {
         "once (kept)": once_per_target,

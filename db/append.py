@@ -22,7 +22,10 @@ from dockping.contract import Batch, ContainerEvent, HeartbeatEvent, ProbeEvent
 from dockping.projection import TargetState, encode_latency
 
 # A NOTIFY payload must stay under 8000 bytes; past this many ids listeners reload everything.
+# (dockping_append_probes_once, in 0012_append_function.sql, holds the same bound.)
 _NOTIFY_MAX_IDS = 500
+# What dockping_append_probes_once raises for a late event when told to refuse one.
+_LATE_EVENTS = "DP001"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -135,12 +138,79 @@ class EventWriter:
         if batch.events:
             times = [e.time for e in batch.events]
             await self.ensure_partitions(conn, min(times), max(times))
+        if probes and not lifecycle and not heartbeats:
+            alone = await self._append_alone(conn, batch, probes)
+            if alone is not None:
+                return alone
         try:
             return await self._write(conn, batch, probes, lifecycle, heartbeats, once=True)
         except psycopg.errors.UniqueViolation:
             # A state behind its stored events (which folding in the same transaction never
             # leaves; a hand edit could): the batch again, every event checked for duplicates.
             return await self._write(conn, batch, probes, lifecycle, heartbeats, once=False)
+
+    async def _append_alone(
+        self, conn: psycopg.AsyncConnection, batch: Batch, probes: list[ProbeEvent]
+    ) -> AppendResult | None:
+        """The usual batch in one round trip, as a transaction of its own: probe events only,
+        at most one per target, of an agent and targets whose ids this writer knows. None when
+        the batch is not one (or holds a late event, or meets a state behind its events): the
+        caller then writes it in a transaction, which handles every case."""
+        agent_id = self._agents.get(batch.agent)
+        if agent_id is None:
+            return None
+        try:
+            target_ids = [
+                self._probe_targets[(agent_id, p.container_id, p.ip, p.port, p.protocol)]
+                for p in probes
+            ]
+        except KeyError:
+            return None
+        if len(set(target_ids)) != len(target_ids):
+            return None
+        times = [p.time for p in probes]
+        new_probes, new_ids, new_times = self._unknown(probes, target_ids, times)
+        accepted, changed = 0, set()
+        if new_probes:
+            await conn.set_autocommit(True)
+            try:
+                cursor = await conn.execute(
+                    sql("append_probes_once"),
+                    self._once_params(agent_id, batch.agent, notify=True, refuse_late=True)
+                    | _probe_arrays(new_probes, new_ids, new_times),
+                    prepare=True,
+                )
+                row = await cursor.fetchone()
+            except psycopg.errors.UniqueViolation:
+                return None  # a state behind its events: see append()
+            except psycopg.Error as exc:
+                if exc.sqlstate == _LATE_EVENTS:
+                    return None  # refolded in the caller's transaction, which stored nothing
+                raise
+            finally:
+                await conn.set_autocommit(False)
+            assert row is not None
+            accepted = row[0]
+            changed = set(new_ids) if row[2] is None else set(row[2])
+        self._stored.update(zip(target_ids, times, strict=True))
+        return AppendResult(
+            accepted=accepted,
+            duplicates=len(batch.events) - accepted,
+            changed_targets=frozenset(changed),
+            changed_containers=frozenset(),
+        )
+
+    def _once_params(
+        self, agent_id: int, agent: str, *, notify: bool, refuse_late: bool
+    ) -> dict[str, object]:
+        """The parameters of append_probes_once but the events."""
+        return {
+            "agent_id": agent_id,
+            "agent": agent,
+            "log_minutes": self.backend == "postgres",
+            "notify": notify,
+            "refuse_late": refuse_late,
+        }
 
     async def _write(
         self,
@@ -174,7 +244,7 @@ class EventWriter:
                 target_ids = cached
             times = [p.time for p in probes]
             accepted_probes, changed_targets = await self._append_probes(
-                conn, *self._unknown(probes, target_ids, times), once=once
+                conn, agent_id, *self._unknown(probes, target_ids, times), once=once
             )
             accepted_lifecycle, changed_containers = await self._append_lifecycle(
                 conn, lifecycle, keys
@@ -322,6 +392,7 @@ class EventWriter:
     async def _append_probes(
         self,
         conn: psycopg.AsyncConnection,
+        agent_id: int,
         probes: list[ProbeEvent],
         target_ids: list[int],
         times: list[datetime],
@@ -330,21 +401,17 @@ class EventWriter:
     ) -> tuple[int, set[int]]:
         if not probes:
             return 0, set()
-        params: dict[str, object] = {
-            "times": times,
-            "target_ids": Int4Array.of(target_ids),
-            "latencies": Int4Array.of(
-                [encode_latency(p.ok, p.latency_ms, p.error) for p in probes]
-            ),
-        }
+        params = _probe_arrays(probes, target_ids, times)
         distinct = set(target_ids)
         if once and len(distinct) == len(target_ids):
             # One event per target: each is one step of its fold, without grouping in SQL.
-            params["events"] = len(target_ids)
             # Prepared, unlike append_probes: without grouping, a generic plan is as good as a
-            # custom one here, and saves parsing and planning the statement (about a tenth of
-            # its cost in the database).
-            cursor = await conn.execute(_append_once_query(self.backend), params, prepare=True)
+            # custom one here, and saves planning the call.
+            cursor = await conn.execute(
+                sql("append_probes_once"),
+                self._once_params(agent_id, "", notify=False, refuse_late=False) | params,
+                prepare=True,
+            )
             row = await cursor.fetchone()
             assert row is not None
             accepted, late, changed = row[0], sorted(row[1] or ()), row[2]
@@ -462,17 +529,25 @@ def _append_query(backend: str) -> str:
     return append_query(backend, sql("incoming_arrays"))
 
 
-@cache
-def _append_once_query(backend: str) -> str:
-    return append_query(backend, sql("incoming_arrays"), "append_probes_once")
-
-
-def append_query(backend: str, incoming: str, statement: str = "append_probes") -> str:
-    """An append statement (append_probes or append_probes_once) reading its events from
-    `incoming` (rows of time, target_id, latency_us), with the rollup log on plain PostgreSQL
-    (TimescaleDB keeps its continuous aggregates by itself)."""
+def append_query(backend: str, incoming: str) -> str:
+    """append_probes reading its events from `incoming` (rows of time, target_id,
+    latency_us), with the rollup log on plain PostgreSQL (TimescaleDB keeps its continuous
+    aggregates by itself)."""
     rollup = "\n" + sql("rollup_minutes") if backend == "postgres" else ""
-    return sql(statement).format(new=sql("insert_new_probes"), incoming=incoming, rollup=rollup)
+    return sql("append_probes").format(
+        new=sql("insert_new_probes"), incoming=incoming, rollup=rollup
+    )
+
+
+def _probe_arrays(
+    probes: list[ProbeEvent], target_ids: list[int], times: list[datetime]
+) -> dict[str, object]:
+    """Probe events as the three arrays the append statements read."""
+    return {
+        "times": times,
+        "target_ids": Int4Array.of(target_ids),
+        "latencies": Int4Array.of([encode_latency(p.ok, p.latency_ms, p.error) for p in probes]),
+    }
 
 
 def _detail(event: ContainerEvent) -> Jsonb | None:

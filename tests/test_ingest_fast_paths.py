@@ -188,7 +188,11 @@ def _send_watched(
 
 
 def _appends(statements: list[str]) -> int:
-    return sum("INSERT INTO probe_events" in text for text in statements)
+    """Statements that append probe events: an insert, or the function that inserts them."""
+    return sum(
+        "INSERT INTO probe_events" in text or "dockping_append_probes_once(" in text
+        for text in statements
+    )
 
 
 def test_a_batch_sent_again_is_told_duplicate_without_asking_the_database(
@@ -212,6 +216,62 @@ def test_a_batch_sent_again_is_told_duplicate_without_asking_the_database(
             (agent, "a", agent, "b"),
         ).fetchone()
     assert stored == (3,)
+
+
+def test_the_usual_batch_is_one_statement_with_its_notification(module_database_url: str) -> None:
+    """Once a writer knows the agent and the targets, a batch of one event per target is one
+    statement, a transaction of its own, and notifies listeners as every batch does."""
+    agent = f"alone-{next(agent_numbers)}"
+    writer = EventWriter("postgres", 86400)
+    assert _send(module_database_url, writer, agent, [_probe("a", 10), _probe("b", 10)]) == (2, 0)
+    with psycopg.connect(module_database_url, autocommit=True) as listener:
+        listener.execute("LISTEN dockping_events")
+        counts, statements = _send_watched(
+            module_database_url, writer, agent, [_probe("a", 20), _probe("b", 20, ok=False)]
+        )
+        notes = list(listener.notifies(timeout=5, stop_after=1))
+        ids = listener.execute(
+            f"SELECT array[({_TARGET_OF}), ({_TARGET_OF})]", (agent, "a", agent, "b")
+        ).fetchone()
+        state = listener.execute(
+            f"SELECT consecutive_failures, last_error_at FROM target_state"
+            f" WHERE target_id = ({_TARGET_OF})",
+            (agent, "b"),
+        ).fetchone()
+    assert counts == (2, 0)
+    assert len(statements) == 1
+    assert "dockping_append_probes_once(" in statements[0]
+    assert ids is not None
+    assert json.loads(notes[0].payload) == {
+        "agent": agent,
+        "targets": sorted(ids[0]),
+        "containers": [],
+    }
+    assert state == (1, BASE + timedelta(seconds=20))
+
+
+def test_a_state_behind_its_events_in_the_one_statement_path(module_database_url: str) -> None:
+    """The one-statement path meets a state behind its events as the transaction path does:
+    the stored event is a duplicate, the batch is not lost."""
+    agent = f"behind-alone-{next(agent_numbers)}"
+    writer = EventWriter("postgres", 86400)
+    for second in (10, 12):
+        assert _send(module_database_url, writer, agent, [_probe("a", second)]) == (1, 0)
+    with psycopg.connect(module_database_url) as conn:
+        conn.execute(
+            f"UPDATE target_state SET last_probe_at = %s WHERE target_id = ({_TARGET_OF})",
+            (BASE + timedelta(seconds=5), agent, "a"),
+        )
+    # The writer remembers a at 12 s, not at 10 s: the database is asked, and its key answers.
+    counts, statements = _send_watched(module_database_url, writer, agent, [_probe("a", 10)])
+    assert counts == (0, 1)
+    assert "dockping_append_probes_once(" in statements[0]
+    assert len(statements) > 1
+    with psycopg.connect(module_database_url) as conn:
+        stored = conn.execute(
+            f"SELECT count(*) FROM probe_events WHERE target_id = ({_TARGET_OF})", (agent, "a")
+        ).fetchone()
+    assert stored == (2,)
 
 
 def test_a_batch_rolled_back_is_not_remembered_as_stored(module_database_url: str) -> None:

@@ -94,79 +94,17 @@ WITH pending AS (
 SELECT target_id, events, first_at <= stored_last_probe_at AS late FROM batch
 
 -- append_probes_once --
--- append_probes for a batch that holds at most one event per target, the usual case (each
--- target is probed once in a few seconds): every new event is one step of its target's fold,
--- so the state is updated straight from the incoming events, without grouping. Same rules as
--- append_probes: a duplicate is skipped and folds nothing; a target without state gets one; a
--- new event not newer than its target's state is returned as late, left alone, and refolded by
--- the caller. An event newer than its target's state is newer than every stored event of the
--- target (the state folds them all, and the caller holds lock_agent), so it is new for sure:
--- those are appended by a plain insert, without the speculative insert's duplicate check,
--- which was a fifth of the database's work for a batch. Were a state ever behind its events,
--- the unique index of an open partition fails the statement and the caller runs the batch
--- through append_probes. (A compacted partition has no such index: there, only an edit of
--- target_state by hand could make a state behind its events, and `dockping rebuild` mends it.)
--- Returns the events inserted, the late targets, and the targets with new events when that
--- is not every target of the batch.
-WITH incoming AS (
-    SELECT * FROM {incoming}
-), merged AS (
-    UPDATE target_state t SET
-        last_probe_at = n.time,
-        latency_us = n.latency_us,
-        last_ok_at = CASE WHEN n.latency_us >= 0 THEN n.time ELSE t.last_ok_at END,
-        status_since = CASE WHEN (t.latency_us >= 0) = (n.latency_us >= 0) THEN t.status_since
-                            ELSE n.time END,
-        consecutive_failures = CASE WHEN n.latency_us >= 0 THEN 0
-                                    ELSE t.consecutive_failures + 1 END,
-        last_error = CASE WHEN n.latency_us < 0 THEN -n.latency_us ELSE t.last_error END,
-        last_error_at = CASE WHEN n.latency_us < 0 THEN n.time ELSE t.last_error_at END
-    FROM incoming n
-    WHERE t.target_id = n.target_id AND n.time > t.last_probe_at
-    RETURNING n.time, n.target_id, n.latency_us
-), fresh AS (
-    INSERT INTO probe_events (time, target_id, latency_us)
-    SELECT time, target_id, latency_us FROM merged
-    ORDER BY target_id, time
-    RETURNING target_id, time, latency_us
-), pending AS (
-    -- The others: events of targets without a state, late events and duplicates. The count is
-    -- uncorrelated, so checked once: when every event was newer than its state, incoming is
-    -- not read again.
-    SELECT * FROM incoming
-    WHERE (SELECT count(*) FROM merged) < %(events)s
-      AND target_id NOT IN (SELECT target_id FROM merged)
-), rest AS (
-    {new}
-), new AS (
-    SELECT * FROM fresh UNION ALL SELECT * FROM rest
-){rollup}, first AS (
-    -- A target with a state is late here: the conflict leaves its state alone.
-    INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at, status_since,
-                              consecutive_failures, last_error, last_error_at)
-    SELECT target_id, time, latency_us, CASE WHEN latency_us >= 0 THEN time END, time,
-           CASE WHEN latency_us >= 0 THEN 0 ELSE 1 END,
-           CASE WHEN latency_us < 0 THEN -latency_us END,
-           CASE WHEN latency_us < 0 THEN time END
-    FROM rest
-    ORDER BY target_id
-    ON CONFLICT DO NOTHING
-    RETURNING target_id
-)
--- The lists are subqueries run only when asked for: most batches have no late event and no
--- duplicate.
-SELECT f.fresh + r.rest AS accepted,
-       CASE WHEN r.rest > m.made
-            THEN (SELECT array_agg(target_id) FROM rest
-                  WHERE target_id NOT IN (SELECT target_id FROM first)) END AS late,
-       CASE WHEN f.fresh + r.rest < %(events)s
-            THEN coalesce((SELECT array_agg(target_id) FROM new), '{{}}') END AS changed
-FROM (SELECT count(*)::integer AS fresh FROM fresh) AS f,
-     (SELECT count(*)::integer AS rest FROM rest) AS r,
-     (SELECT count(*)::integer AS made FROM first) AS m
+-- Append a batch of at most one probe event per target and fold it into target_state: the
+-- usual batch (each target is probed once in a few seconds). See 0012_append_function.sql.
+-- Outside a transaction (with notify and refuse_late) it is a whole batch in one round trip;
+-- in one, after lock_agent, it returns its late targets for the caller to refold.
+SELECT accepted, late, changed
+FROM dockping_append_probes_once(%(agent_id)s, %(agent)s, %(times)b, %(target_ids)b,
+                                 %(latencies)b, %(log_minutes)s, %(notify)s, %(refuse_late)s)
 
 -- insert_new_probes --
--- Append the `pending` probe events (a CTE of append_probes and append_probes_once), skipping
+-- Append the `pending` probe events (a CTE of append_probes; dockping_append_probes_once has
+-- the same lookup), skipping
 -- those already stored, and return the ones inserted. Each is looked up by its identity,
 -- which works in every partition, a compacted one (no unique index: db/compaction.py)
 -- included; no other transaction stores events of the batch's targets meanwhile (the caller
