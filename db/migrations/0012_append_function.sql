@@ -1,6 +1,6 @@
 -- The usual batch in one round trip: dockping_append_probes_once() appends a batch of at most
--- one probe event per target and folds it into target_state (what append_probes_once in
--- db/queries/ingest.sql did), and can take the agent's lock and send the NOTIFY itself. Ingest
+-- one probe event per target and folds it into target_state (before this migration, a
+-- statement sent by ingest), and can take the agent's lock and send the NOTIFY itself. Ingest
 -- calls it outside a transaction, as a transaction of its own, where it used to send BEGIN,
 -- the lock, the append, the NOTIFY and COMMIT one after another: five round trips, each a
 -- wait behind the other batches in ingest's event loop. The same on both backends.
