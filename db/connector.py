@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TypeVar
 
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 
 from dockping.logs import redact_text
+
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(Exception):
@@ -44,11 +47,14 @@ def open_pool(
     size: int,
     name: str,
     connected: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
+    *,
+    check: bool = True,
 ) -> psycopg_pool.AsyncConnectionPool:
     """An async pool that reconnects by itself; open it with `await pool.open()`.
 
     `connected` runs on each new connection: after a restart, a failover or a restore, what
-    a service remembers of the database may no longer hold.
+    a service remembers of the database may no longer hold. With `check`, a connection is
+    checked (a round trip) each time it is taken; without, use run_on_connection().
     """
     return psycopg_pool.AsyncConnectionPool(
         url,
@@ -58,7 +64,7 @@ def open_pool(
         name=name,
         timeout=10,
         # A connection broken by a server restart is noticed and replaced before use.
-        check=psycopg_pool.AsyncConnectionPool.check_connection,
+        check=psycopg_pool.AsyncConnectionPool.check_connection if check else None,
         configure=connected,
         reconnect_timeout=0,  # keep trying forever: the database may be down for a while
         kwargs={"autocommit": False, "application_name": f"dockping-{name}"},
@@ -73,3 +79,24 @@ async def connection(
     with translate_errors():
         async with pool.connection() as conn:
             yield conn
+
+
+async def run_on_connection(
+    pool: psycopg_pool.AsyncConnectionPool,
+    work: Callable[[psycopg.AsyncConnection], Awaitable[T]],
+) -> T:
+    """`work` on a pooled connection, with driver errors translated; for a pool that does not
+    check its connections before use (a round trip each time, which ingest spares its
+    batches). A connection found broken (the server restarted or failed over while it was
+    idle) is dropped, the pool checks the others, and `work` runs again on a fresh one, once:
+    `work` must be safe to repeat, as appending a batch is (its events are stored once)."""
+    for attempt in (1, 2):
+        with translate_errors():
+            async with pool.connection() as conn:
+                try:
+                    return await work(conn)
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.closed:
+                        raise
+        await pool.check()
+    raise AssertionError("unreachable")

@@ -13,7 +13,13 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from db.connector import Conflict, DatabaseUnavailable, SchemaError, connection, open_pool
+from db.connector import (
+    Conflict,
+    DatabaseUnavailable,
+    SchemaError,
+    open_pool,
+    run_on_connection,
+)
 from dockping import logs
 
 log = logs.get("dockping.web")
@@ -99,13 +105,16 @@ def pool_lifespan(
     size: int,
     name: str,
     connected: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
+    *,
+    check: bool = True,
 ) -> Callable[[Litestar], Any]:
     """A lifespan that opens the pool without waiting for the database, and closes it;
-    `connected` runs on each new connection (see open_pool)."""
+    `connected` runs on each new connection, and `check` says whether a connection is
+    checked each time it is taken (see open_pool)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = open_pool(url, size, name, connected)
+        pool = open_pool(url, size, name, connected, check=check)
         await pool.open(wait=False)
         app.state.pool = pool
         try:
@@ -120,6 +129,9 @@ def pool_lifespan(
 async def healthz(state: State) -> dict[str, str]:
     """200 once the database answers; 503 otherwise."""
     pool: psycopg_pool.AsyncConnectionPool = state.pool
-    async with connection(pool) as conn:
+
+    async def select_one(conn: psycopg.AsyncConnection) -> None:
         await conn.execute("SELECT 1")
+
+    await run_on_connection(pool, select_one)
     return {"status": "ok"}

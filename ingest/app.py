@@ -15,9 +15,9 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from db.append import EventWriter
+from db.append import AppendResult, EventWriter
 from db.compaction import compact_closed_partitions
-from db.connector import DatabaseUnavailable, SchemaError, connection, translate_errors
+from db.connector import DatabaseUnavailable, SchemaError, connection, run_on_connection
 from db.migrate import check_schema_async
 from db.queries import sql
 from dockping import __version__, logs, tokens
@@ -214,11 +214,13 @@ async def post_events(request: Request[object, object, State], state: State) -> 
         ingest.failures.failed(address)  # another agent's token counts as a failed attempt too
         raise
     ingest.check_limits(batch)
+
+    async def write(conn: psycopg.AsyncConnection) -> AppendResult:
+        writer = await ingest.writer_for(conn)
+        return await writer.append(conn, batch)
+
     started = time.perf_counter()
-    async with connection(state.pool) as conn:
-        with translate_errors():
-            writer = await ingest.writer_for(conn)
-            result = await writer.append(conn, batch)
+    result = await run_on_connection(state.pool, write)
     ingest.metrics.write_seconds.observe(time.perf_counter() - started)
     ingest.metrics.batches.inc()
     ingest.metrics.events.labels("accepted").inc(result.accepted)
@@ -240,8 +242,10 @@ async def metrics(state: State) -> Response[bytes]:
 def create_app(settings: Settings, database_url: str) -> Litestar:
     """The ingest app, for these settings and this database."""
     ingest = Ingest(settings, database_url)
+    # Unchecked: a check is a round trip per batch; a batch that meets a connection broken
+    # while idle runs again on a fresh one (run_on_connection).
     open_pool = pool_lifespan(
-        database_url, settings.database.pool_size, "ingest", connected=ingest.forget
+        database_url, settings.database.pool_size, "ingest", connected=ingest.forget, check=False
     )
 
     @asynccontextmanager

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from db.append import EventWriter, Int4Array
-from db.connector import connection, open_pool
+from db.connector import DatabaseUnavailable, connection, open_pool, run_on_connection
 from dockping.contract import (
     Batch,
     ContainerEvent,
@@ -392,5 +392,51 @@ async def test_a_connection_broken_while_idle_is_replaced_before_use(database_ur
         broken = await _backend_pid(pool)
         _terminate(database_url, broken)
         assert broken != await _backend_pid(pool)
+    finally:
+        await pool.close()
+
+
+async def _pid(conn: psycopg.AsyncConnection) -> int:
+    row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+    await conn.rollback()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.anyio
+async def test_an_unchecked_pool_runs_a_call_again_past_a_broken_connection(
+    database_url: str,
+) -> None:
+    """Ingest's pool does not check a connection before each batch: one broken while idle (both,
+    here, as after a server restart) fails the call once, and it runs again on a fresh one."""
+    pool = open_pool(database_url, 2, "test", check=False)
+    await pool.open(wait=True)
+    try:
+        pids = [await run_on_connection(pool, _pid) for _ in range(2)]
+        async with pool.connection() as one, pool.connection() as two:
+            held = {await _pid(one), await _pid(two)}
+        for pid in held:
+            _terminate(database_url, pid)
+        calls: list[int] = []
+
+        async def counted(conn: psycopg.AsyncConnection) -> int:
+            calls.append(1)
+            return await _pid(conn)
+
+        fresh = await run_on_connection(pool, counted)
+        assert len(calls) == 2
+        assert fresh not in held | set(pids)
+        # An operational error that leaves the connection working (a statement cancelled by
+        # its timeout) is not run again.
+        calls.clear()
+
+        async def cancelled(conn: psycopg.AsyncConnection) -> None:
+            calls.append(1)
+            await conn.execute("SET statement_timeout = '10ms'")
+            await conn.execute("SELECT pg_sleep(1)")
+
+        with pytest.raises(DatabaseUnavailable):
+            await run_on_connection(pool, cancelled)
+        assert len(calls) == 1
     finally:
         await pool.close()
