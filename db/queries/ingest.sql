@@ -104,11 +104,11 @@ FROM dockping_append_probes_once(%(agent_id)s, %(agent)s, %(times)b, %(target_id
 
 -- insert_new_probes --
 -- Append the `pending` probe events (a CTE of append_probes; dockping_append_probes_once has
--- the same lookup), skipping
--- those already stored, and return the ones inserted. Each is looked up by its identity,
--- which works in every partition, a compacted one (no unique index: db/compaction.py)
--- included; no other transaction stores events of the batch's targets meanwhile (the caller
--- holds lock_agent), so no speculative insert (ON CONFLICT) is needed on top.
+-- the same lookup), skipping those already stored, and return the ones inserted. Each is
+-- looked up by its identity, which works in every partition, a compacted one (no unique
+-- index: db/compaction.py) included; no other transaction stores events of the batch's
+-- targets meanwhile (the caller holds lock_agent), so no speculative insert (ON CONFLICT) is
+-- needed on top.
 INSERT INTO probe_events (time, target_id, latency_us)
     SELECT DISTINCT ON (target_id, time) time, target_id, latency_us
     FROM pending p
