@@ -88,15 +88,23 @@ async def run_on_connection(
     """`work` on a pooled connection, with driver errors translated; for a pool that does not
     check its connections before use (a round trip each time, which ingest spares its
     batches). A connection found broken (the server restarted or failed over while it was
-    idle) is dropped, the pool checks the others, and `work` runs again on a fresh one, once:
+    idle) is dropped, the pool checks the others, and `work` runs again on another; each
+    connection of the pool can be found broken once, so the last try is on a fresh one.
     `work` must be safe to repeat, as appending a batch is (its events are stored once)."""
-    for attempt in (1, 2):
+    tries = pool.max_size + 1
+    for attempt in range(1, tries + 1):
         with translate_errors():
             async with pool.connection() as conn:
                 try:
                     return await work(conn)
-                except psycopg.OperationalError:
-                    if attempt == 2 or not conn.closed:
+                except psycopg.OperationalError as exc:
+                    if attempt == tries or not (conn.closed or _ends_session(exc)):
                         raise
         await pool.check()
     raise AssertionError("unreachable")
+
+
+def _ends_session(exc: psycopg.Error) -> bool:
+    """The server ended the session (57P: shut down, restarting, the database dropped), which
+    the connection may not show as closed until it next reads."""
+    return (exc.sqlstate or "").startswith("57P")

@@ -138,10 +138,10 @@ def check_schema(conn: psycopg.Connection) -> Backend:
 
 
 async def check_schema_async(conn: psycopg.AsyncConnection) -> Backend:
-    """check_schema() on an async connection."""
-    with translate_errors():
-        async with conn.transaction():
-            row = await (await conn.execute(_SCHEMA_QUERY)).fetchone()
+    """check_schema() on an async connection; the caller translates driver errors (a pooled
+    connection found broken is run again: db.connector.run_on_connection)."""
+    async with conn.transaction():
+        row = await (await conn.execute(_SCHEMA_QUERY)).fetchone()
     return _checked(row)
 
 
