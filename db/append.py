@@ -159,14 +159,8 @@ class EventWriter:
         agent_id = self._agents.get(batch.agent)
         if agent_id is None:
             return None
-        try:
-            target_ids = [
-                self._probe_targets[(agent_id, p.container_id, p.ip, p.port, p.protocol)]
-                for p in probes
-            ]
-        except KeyError:
-            return None
-        if len(set(target_ids)) != len(target_ids):
+        target_ids = self._known_target_ids(_probe_keys(agent_id, probes))
+        if target_ids is None or len(set(target_ids)) != len(target_ids):
             return None
         times = [p.time for p in probes]
         new_probes, new_ids, new_times = self._unknown(probes, target_ids, times)
@@ -229,12 +223,9 @@ class EventWriter:
             agent_id = await self._agent_id(conn, batch.agent, new_agents)
             # Batches of one agent, and so of one target, fold one after the other.
             await conn.execute(sql("lock_agent"), {"agent_id": agent_id})
-            probe_keys = [(agent_id, p.container_id, p.ip, p.port, p.protocol) for p in probes]
-            cached: list[int] | None
-            try:
-                cached = [self._probe_targets[key] for key in probe_keys]
-            except KeyError:
-                cached = None  # a target not seen yet: resolve the batch's from the tables
+            probe_keys = _probe_keys(agent_id, probes)
+            # None for a target not seen yet: the batch's are resolved from the tables.
+            cached = self._known_target_ids(probe_keys)
             keys = await self._container_keys(
                 conn, agent_id, probes if cached is None else [], lifecycle, new_containers
             )
@@ -270,6 +261,13 @@ class EventWriter:
             changed_targets=frozenset(changed_targets),
             changed_containers=frozenset(changed_containers),
         )
+
+    def _known_target_ids(self, keys: list[ProbeKey]) -> list[int] | None:
+        """The target ids of these probes, when this writer knows every one."""
+        try:
+            return [self._probe_targets[key] for key in keys]
+        except KeyError:
+            return None
 
     def _unknown(
         self, probes: list[ProbeEvent], target_ids: list[int], times: list[datetime]
@@ -537,6 +535,10 @@ def append_query(backend: str, incoming: str) -> str:
     return sql("append_probes").format(
         new=sql("insert_new_probes"), incoming=incoming, rollup=rollup
     )
+
+
+def _probe_keys(agent_id: int, probes: list[ProbeEvent]) -> list[ProbeKey]:
+    return [(agent_id, p.container_id, p.ip, p.port, p.protocol) for p in probes]
 
 
 def _probe_arrays(
