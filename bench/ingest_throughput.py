@@ -5,8 +5,11 @@ Both run on the same PostgreSQL in the same run, each into a fresh database: COP
 connections; ingest gets the same events as JSON from two agents over HTTP, validates them,
 skips duplicates, appends, updates the projection, logs the rollup's minutes, sends its NOTIFY
 and commits each batch (its rollup refresher runs meanwhile, as in production). The agents are
-a bare HTTP/1.1 client on one kept-alive connection each. DOCKPING_BENCH_EVENTS sets the events
-per agent (default 100,000).
+a bare HTTP/1.1 client on one kept-alive connection each. A third figure, with no target, is the
+database's part alone: the same batches as ingest's one call of dockping_append_probes_once(),
+sent straight to PostgreSQL on two connections, so that each run shows what HTTP, validation
+and ingest's Python cost on top. DOCKPING_BENCH_EVENTS sets the events per agent (default
+100,000).
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import anyio
 import msgspec
+import psycopg
 from anyio.streams.buffered import BufferedByteStream
 
 from bench import Figure, wait_healthy
-from bench.storage_support import copy_rows as copy_into
 from bench.storage_support import (
+    TARGETS_PER_AGENT,
     database,
     prepare_partitions,
     probe_json,
@@ -36,10 +42,14 @@ from bench.storage_support import (
     server,
     start_time,
 )
+from bench.storage_support import copy_rows as copy_into
+from db.append import Int4Array
+from db.queries import sql
 
 AGENTS = 2
 BATCH = 1000
 ROUNDS = 2
+T = TypeVar("T")
 TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a local benchmark
 
 
@@ -155,37 +165,101 @@ def ingest_rate(admin_url: str, count: int, resent: float) -> tuple[float, int, 
     return sent / seconds, accepted, duplicates
 
 
+def _agent_targets(url: str, agent: int) -> tuple[int, list[int]]:
+    """An agent's id and its target ids in the order of its probes (by container, then port,
+    as probe_json numbers them)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT a.agent_id, t.target_id FROM targets t"
+            " JOIN containers c USING (container_key) JOIN agents a USING (agent_id)"
+            " WHERE a.name = %s ORDER BY c.container_id, t.port",
+            (f"bench-{agent}",),
+        ).fetchall()
+    return rows[0][0], [target_id for _, target_id in rows]
+
+
+def _call_once(url: str, agent: int, rows: list[tuple[datetime, int, int]]) -> None:
+    """Ingest's one call per batch, straight to PostgreSQL: the agent's rows, BATCH a call."""
+    agent_id, targets = _agent_targets(url, agent)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for offset in range(0, len(rows), BATCH):
+            batch = rows[offset : offset + BATCH]
+            params = {
+                "agent_id": agent_id,
+                "agent": f"bench-{agent}",
+                "times": [time for time, _, _ in batch],
+                # raw_rows numbers an agent's targets from agent * TARGETS_PER_AGENT + 1 on.
+                "target_ids": Int4Array.of(
+                    [targets[(target - 1) % TARGETS_PER_AGENT] for _, target, _ in batch]
+                ),
+                "latencies": Int4Array.of([latency for _, _, latency in batch]),
+                "log_minutes": True,
+                "notify": True,
+                "refuse_late": True,
+            }
+            conn.execute(sql("append_probes_once"), params, prepare=True)
+
+
+def database_rate(admin_url: str, count: int) -> float:
+    """Events per second of ingest's database call alone, one connection per agent."""
+    start = start_time(count + 2000)
+    with database(admin_url) as url:
+        prepare_partitions(url, start, datetime.now(start.tzinfo))
+        ingest = IngestProcess(url)
+        try:
+            _warm_up(ingest.port, start)  # the targets and their states, made by ingest
+        finally:
+            ingest.stop()
+        later = start + (start_time(count) - start)
+        rows = [raw_rows(a, count, later) for a in range(AGENTS)]
+        return AGENTS * count / _in_threads(lambda r: _call_once(url, *r), list(enumerate(rows)))
+
+
+def _in_threads(work: Callable[[T], object], items: list[T]) -> float:
+    """Seconds taken by work on every item, each in a thread of its own; a failure is raised."""
+    failures: list[BaseException] = []
+
+    def guarded(item: T) -> None:
+        try:
+            work(item)
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(item,)) for item in items]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return time.perf_counter() - started
+
+
 def copy_rate(admin_url: str, count: int) -> float:
     """Rows per second of raw binary COPY of the same rows, one connection per agent."""
     start = start_time(count)
     with database(admin_url) as url:
         prepare_partitions(url, start, datetime.now(start.tzinfo))
         rows = [raw_rows(a, count, start) for a in range(AGENTS)]
-        spent: list[float] = []
-        threads = [
-            threading.Thread(target=lambda r=r: spent.append(copy_into(url, r, BATCH)))
-            for r in rows
-        ]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return AGENTS * count / (time.perf_counter() - started)
+        return AGENTS * count / _in_threads(lambda r: copy_into(url, r, BATCH), rows)
 
 
 def run() -> list[Figure]:
-    """Sustained and duplicate-heavy ingest, each against raw COPY measured alongside."""
+    """Sustained and duplicate-heavy ingest, and the database's part of it alone, each against
+    raw COPY measured alongside."""
     count = int(os.environ.get("DOCKPING_BENCH_EVENTS", "100000"))
     copies: list[float] = []
     sustained_runs: list[float] = []
     heavy_runs: list[float] = []
+    database_runs: list[float] = []
     with server() as admin_url:
         # Interleaved rounds, so that a noisy neighbour weighs on every figure alike.
         for _ in range(ROUNDS):
             copies.append(copy_rate(admin_url, count))
             sustained_runs.append(ingest_rate(admin_url, count, 0.0)[0])
             heavy_runs.append(ingest_rate(admin_url, count, 0.5)[0])
+            database_runs.append(database_rate(admin_url, count))
     copy_mean = statistics.mean(copies)
     sustained = statistics.mean(sustained_runs)
     heavy = statistics.mean(heavy_runs)
@@ -208,6 +282,13 @@ def run() -> list[Figure]:
             baseline_name="raw COPY",
             target=">= 0.4",
             met=heavy / copy_mean >= 0.4,
+        ),
+        Figure(
+            "its database call alone, 2 connections, no HTTP",
+            statistics.mean(database_runs),
+            "events/s",
+            baseline=copy_mean,
+            baseline_name="raw COPY",
         ),
     ]
 
