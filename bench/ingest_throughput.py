@@ -178,9 +178,11 @@ def _agent_targets(url: str, agent: int) -> tuple[int, list[int]]:
     return rows[0][0], [target_id for _, target_id in rows]
 
 
-def _call_once(url: str, agent: int, rows: list[tuple[datetime, int, int]]) -> None:
-    """Ingest's one call per batch, straight to PostgreSQL: the agent's rows, BATCH a call."""
+def _call_once(url: str, agent: int, rows: list[tuple[datetime, int, int]]) -> int:
+    """Ingest's one call per batch, straight to PostgreSQL: an agent's rows, BATCH a call.
+    Returns the events accepted."""
     agent_id, targets = _agent_targets(url, agent)
+    accepted = 0
     with psycopg.connect(url, autocommit=True) as conn:
         for offset in range(0, len(rows), BATCH):
             batch = rows[offset : offset + BATCH]
@@ -197,7 +199,9 @@ def _call_once(url: str, agent: int, rows: list[tuple[datetime, int, int]]) -> N
                 "notify": True,
                 "refuse_late": True,
             }
-            conn.execute(sql("append_probes_once"), params, prepare=True)
+            row = conn.execute(sql("append_probes_once"), params, prepare=True).fetchone()
+            accepted += row[0] if row else 0
+    return accepted
 
 
 def database_rate(admin_url: str, count: int) -> float:
@@ -212,7 +216,11 @@ def database_rate(admin_url: str, count: int) -> float:
             ingest.stop()
         later = start + (start_time(count) - start)
         rows = [raw_rows(a, count, later) for a in range(AGENTS)]
-        return AGENTS * count / _in_threads(lambda r: _call_once(url, *r), list(enumerate(rows)))
+        accepted: list[int] = []
+        seconds = _in_threads(lambda r: accepted.append(_call_once(url, *r)), list(enumerate(rows)))
+        if sum(accepted) != AGENTS * count:
+            raise RuntimeError(f"the calls accepted {sum(accepted)} of {AGENTS * count} events")
+        return AGENTS * count / seconds
 
 
 def _in_threads(work: Callable[[T], object], items: list[T]) -> float:
