@@ -14,6 +14,7 @@ and ingest's Python cost on top. DOCKPING_BENCH_EVENTS sets the events per agent
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
@@ -148,20 +149,27 @@ def _warm_up(port: int, start: datetime) -> None:
     anyio.run(_post_all, port, per_agent)
 
 
-def ingest_rate(admin_url: str, count: int, resent: float) -> tuple[float, int, int]:
-    """Events per second (sent, duplicates included) through HTTP ingest."""
+@contextlib.contextmanager
+def _warmed_up(admin_url: str, count: int) -> Iterator[tuple[str, IngestProcess, datetime]]:
+    """A fresh database whose agents' targets ingest has made, with ingest running, and when
+    the timed events of each agent start (after the warm-up's)."""
     start = start_time(count + 2000)
     with database(admin_url) as url:
         prepare_partitions(url, start, datetime.now(start.tzinfo))
         ingest = IngestProcess(url)
         try:
             _warm_up(ingest.port, start)
-            later = start + (start_time(count) - start)
-            per_agent = [bodies(a, count, later, resent) for a in range(AGENTS)]
-            sent = sum(len(msgspec.json.decode(b)["events"]) for bs in per_agent for b in bs)
-            seconds, accepted, duplicates = anyio.run(_post_all, ingest.port, per_agent)
+            yield url, ingest, start + (start_time(count) - start)
         finally:
             ingest.stop()
+
+
+def ingest_rate(admin_url: str, count: int, resent: float) -> tuple[float, int, int]:
+    """Events per second (sent, duplicates included) through HTTP ingest."""
+    with _warmed_up(admin_url, count) as (_, ingest, later):
+        per_agent = [bodies(a, count, later, resent) for a in range(AGENTS)]
+        sent = sum(len(msgspec.json.decode(b)["events"]) for bs in per_agent for b in bs)
+        seconds, accepted, duplicates = anyio.run(_post_all, ingest.port, per_agent)
     return sent / seconds, accepted, duplicates
 
 
@@ -178,10 +186,11 @@ def _agent_targets(url: str, agent: int) -> tuple[int, list[int]]:
     return rows[0][0], [target_id for _, target_id in rows]
 
 
-def _call_once(url: str, agent: int, rows: list[tuple[datetime, int, int]]) -> int:
+def _call_once(
+    url: str, agent: int, agent_id: int, targets: list[int], rows: list[tuple[datetime, int, int]]
+) -> int:
     """Ingest's one call per batch, straight to PostgreSQL: an agent's rows, BATCH a call.
     Returns the events accepted."""
-    agent_id, targets = _agent_targets(url, agent)
     accepted = 0
     with psycopg.connect(url, autocommit=True) as conn:
         for offset in range(0, len(rows), BATCH):
@@ -205,22 +214,18 @@ def _call_once(url: str, agent: int, rows: list[tuple[datetime, int, int]]) -> i
 
 
 def database_rate(admin_url: str, count: int) -> float:
-    """Events per second of ingest's database call alone, one connection per agent."""
-    start = start_time(count + 2000)
-    with database(admin_url) as url:
-        prepare_partitions(url, start, datetime.now(start.tzinfo))
-        ingest = IngestProcess(url)
-        try:
-            _warm_up(ingest.port, start)  # the targets and their states, made by ingest
-        finally:
-            ingest.stop()
-        later = start + (start_time(count) - start)
-        rows = [raw_rows(a, count, later) for a in range(AGENTS)]
+    """Events per second of ingest's database call alone, one connection per agent (ingest
+    runs meanwhile, idle but for its rollup refresher, as in the HTTP figure)."""
+    with _warmed_up(admin_url, count) as (url, _, later):
+        work = [
+            (agent, *_agent_targets(url, agent), raw_rows(agent, count, later))
+            for agent in range(AGENTS)
+        ]
         accepted: list[int] = []
-        seconds = _in_threads(lambda r: accepted.append(_call_once(url, *r)), list(enumerate(rows)))
-        if sum(accepted) != AGENTS * count:
-            raise RuntimeError(f"the calls accepted {sum(accepted)} of {AGENTS * count} events")
-        return AGENTS * count / seconds
+        seconds = _in_threads(lambda w: accepted.append(_call_once(url, *w)), work)
+    if sum(accepted) != AGENTS * count:
+        raise RuntimeError(f"the calls accepted {sum(accepted)} of {AGENTS * count} events")
+    return AGENTS * count / seconds
 
 
 def _in_threads(work: Callable[[T], object], items: list[T]) -> float:

@@ -135,11 +135,12 @@ class EventWriter:
                 lifecycle.append(event)
             else:
                 heartbeats.append(event)
-        if batch.events:
-            times = [e.time for e in batch.events]
+        times = [e.time for e in batch.events]
+        if times:
             await self.ensure_partitions(conn, min(times), max(times))
         if probes and not lifecycle and not heartbeats:
-            alone = await self._append_alone(conn, batch, probes)
+            # Every event is a probe: `times` are the probes' times.
+            alone = await self._append_alone(conn, batch, probes, times)
             if alone is not None:
                 return alone
         try:
@@ -150,7 +151,11 @@ class EventWriter:
             return await self._write(conn, batch, probes, lifecycle, heartbeats, once=False)
 
     async def _append_alone(
-        self, conn: psycopg.AsyncConnection, batch: Batch, probes: list[ProbeEvent]
+        self,
+        conn: psycopg.AsyncConnection,
+        batch: Batch,
+        probes: list[ProbeEvent],
+        times: list[datetime],
     ) -> AppendResult | None:
         """The usual batch in one round trip, as a transaction of its own: probe events only,
         at most one per target, of an agent and targets whose ids this writer knows. None when
@@ -162,7 +167,6 @@ class EventWriter:
         target_ids = self._known_target_ids(_probe_keys(agent_id, probes))
         if target_ids is None or len(set(target_ids)) != len(target_ids):
             return None
-        times = [p.time for p in probes]
         new_probes, new_ids, new_times = self._unknown(probes, target_ids, times)
         accepted, changed = 0, set()
         if new_probes:
