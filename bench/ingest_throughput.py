@@ -1,15 +1,15 @@
 """Sustained ingest over HTTP (1,000-event batches, 2 agents) against raw psycopg COPY of the same rows.
 
 Both run on the same PostgreSQL in the same run, each into a fresh database: COPY writes the
-(time, target_id, latency_us) rows the events become straight into probe_events on two
-connections; ingest gets the same events as JSON from two agents over HTTP, validates them,
-skips duplicates, appends, updates the projection, logs the rollup's minutes, sends its NOTIFY
-and commits each batch (its rollup refresher runs meanwhile, as in production). The agents are
-a bare HTTP/1.1 client on one kept-alive connection each. A third figure, with no target, is the
-database's part alone: the same batches as ingest's one call of dockping_append_probes_once(),
-sent straight to PostgreSQL on two connections, so that each run shows what HTTP, validation
-and ingest's Python cost on top. DOCKPING_BENCH_EVENTS sets the events per agent (default
-100,000).
+(time, target_id, latency_us) rows the events become straight into probe_events, on one
+connection (the target's baseline) and on two; ingest gets the same events as JSON from two
+agents over HTTP, validates them, skips duplicates, appends, updates the projection, logs the
+rollup's minutes, sends its NOTIFY and commits each batch (its rollup refresher runs meanwhile,
+as in production). The agents are a bare HTTP/1.1 client on one kept-alive connection each. A
+last figure, with no target, is the database's part alone: the same batches as ingest's one call
+of dockping_append_probes_once(), sent straight to PostgreSQL on two connections, so that each
+run shows what HTTP, validation and ingest's Python cost on top. DOCKPING_BENCH_EVENTS sets the
+events per agent (default 100,000).
 """
 
 from __future__ import annotations
@@ -249,59 +249,88 @@ def _in_threads(work: Callable[[T], object], items: list[T]) -> float:
     return time.perf_counter() - started
 
 
-def copy_rate(admin_url: str, count: int) -> float:
-    """Rows per second of raw binary COPY of the same rows, one connection per agent."""
+def copy_rate(admin_url: str, count: int, connections: int) -> float:
+    """Rows per second of raw binary COPY of the same rows: on one connection per agent, or on
+    one connection for all (the agents' batches taking turns)."""
     start = start_time(count)
     with database(admin_url) as url:
         prepare_partitions(url, start, datetime.now(start.tzinfo))
         rows = [raw_rows(a, count, start) for a in range(AGENTS)]
+        if connections == 1:
+            turns = range(0, count, BATCH)
+            rows = [
+                [row for b in turns for agent_rows in rows for row in agent_rows[b : b + BATCH]]
+            ]
+        elif connections != AGENTS:
+            raise ValueError(f"COPY runs on 1 or {AGENTS} connections, not {connections}")
         return AGENTS * count / _in_threads(lambda r: copy_into(url, r, BATCH), rows)
 
 
 def run() -> list[Figure]:
     """Sustained and duplicate-heavy ingest, and the database's part of it alone, each against
-    raw COPY measured alongside."""
+    raw COPY measured alongside.
+
+    The issue's target is half of raw COPY on one connection: "raw COPY measured here reached
+    about 120k rows/s on one connection and 180k on two, so this means >= 60k events/s on two
+    cores". The ratio to COPY on two connections, a stricter baseline, is printed too."""
     count = int(os.environ.get("DOCKPING_BENCH_EVENTS", "100000"))
-    copies: list[float] = []
+    copies: dict[int, list[float]] = {1: [], AGENTS: []}
     sustained_runs: list[float] = []
     heavy_runs: list[float] = []
     database_runs: list[float] = []
     with server() as admin_url:
         # Interleaved rounds, so that a noisy neighbour weighs on every figure alike.
         for _ in range(ROUNDS):
-            copies.append(copy_rate(admin_url, count))
+            for connections, rates in copies.items():
+                rates.append(copy_rate(admin_url, count, connections))
             sustained_runs.append(ingest_rate(admin_url, count, 0.0)[0])
             heavy_runs.append(ingest_rate(admin_url, count, 0.5)[0])
             database_runs.append(database_rate(admin_url, count))
-    copy_mean = statistics.mean(copies)
+    copy_one = statistics.mean(copies[1])
+    copy_both = statistics.mean(copies[AGENTS])
     sustained = statistics.mean(sustained_runs)
     heavy = statistics.mean(heavy_runs)
     return [
-        Figure("raw COPY, 2 connections", copy_mean, "rows/s"),
+        Figure("raw COPY, 1 connection", copy_one, "rows/s"),
+        Figure(f"raw COPY, {AGENTS} connections", copy_both, "rows/s"),
         Figure(
-            "HTTP ingest, 1,000-event batches, 2 agents",
+            f"HTTP ingest, 1,000-event batches, {AGENTS} agents",
             sustained,
             "events/s",
-            baseline=copy_mean,
-            baseline_name="raw COPY",
+            baseline=copy_one,
+            baseline_name="COPY, 1 conn.",
             target=">= 0.5",
-            met=sustained / copy_mean >= 0.5,
+            met=sustained / copy_one >= 0.5,
+        ),
+        Figure(
+            f"the same against COPY on {AGENTS} connections",
+            sustained,
+            "events/s",
+            baseline=copy_both,
+            baseline_name=f"COPY, {AGENTS} conn.",
         ),
         Figure(
             "HTTP ingest, 50% of each batch resent",
             heavy,
             "events/s",
-            baseline=copy_mean,
-            baseline_name="raw COPY",
+            baseline=copy_one,
+            baseline_name="COPY, 1 conn.",
             target=">= 0.4",
-            met=heavy / copy_mean >= 0.4,
+            met=heavy / copy_one >= 0.4,
         ),
         Figure(
-            "its database call alone, 2 connections, no HTTP",
+            f"the same against COPY on {AGENTS} connections",
+            heavy,
+            "events/s",
+            baseline=copy_both,
+            baseline_name=f"COPY, {AGENTS} conn.",
+        ),
+        Figure(
+            f"its database call alone, {AGENTS} connections, no HTTP",
             statistics.mean(database_runs),
             "events/s",
-            baseline=copy_mean,
-            baseline_name="raw COPY",
+            baseline=copy_both,
+            baseline_name=f"COPY, {AGENTS} conn.",
         ),
     ]
 

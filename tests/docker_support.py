@@ -10,20 +10,20 @@ import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-REQUIRE = os.environ.get("DOCKPING_REQUIRE_DOCKER") == "1"
+from tests import required
+
 IMAGE = "dockping-test-busybox:latest"
 LABEL = "dockping.test"
 _BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox")
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip, or fail where DOCKPING_REQUIRE_DOCKER=1 says Docker must be there."""
-    if REQUIRE:
-        pytest.fail(f"{reason} (DOCKPING_REQUIRE_DOCKER=1)")
-    pytest.skip(f"{reason}; set DOCKPING_REQUIRE_DOCKER=1 to make this a failure")
+    required.unavailable("docker", reason)
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> str:

@@ -13,16 +13,16 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
 
+from tests import required
 from tests.services import Process, service_env, wait_for
 
 pytestmark = pytest.mark.browser
 
-REQUIRE = os.environ.get("DOCKPING_REQUIRE_BROWSER") == "1"
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -32,11 +32,9 @@ HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip, or fail where DOCKPING_REQUIRE_BROWSER=1 says the browser must be there."""
-    if REQUIRE:
-        pytest.fail(f"{reason} (DOCKPING_REQUIRE_BROWSER=1)")
-    pytest.skip(f"{reason}; set DOCKPING_REQUIRE_BROWSER=1 to make this a failure")
+    required.unavailable("browser", reason)
 
 
 @pytest.fixture(scope="module")

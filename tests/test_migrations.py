@@ -198,10 +198,8 @@ def test_auto_picks_plain_postgresql_without_the_extension(empty_database_url: s
 
 def test_auto_picks_timescaledb_where_the_extension_exists() -> None:
     """On a TimescaleDB server "auto" makes hypertables and continuous aggregates, once."""
-    from tests.test_storage_contract import TIMESCALEDB_URL, timescaledb_store
+    from tests.test_storage_contract import timescaledb_store
 
-    if not TIMESCALEDB_URL:
-        pytest.skip("DOCKPING_TIMESCALEDB_URL is not set: no TimescaleDB server to test against")
     for store in timescaledb_store():
         with psycopg.connect(store.url, autocommit=True) as conn:
             conn.execute("DROP SCHEMA public CASCADE")

@@ -1,7 +1,8 @@
 """One set of storage contract tests, run against plain PostgreSQL and against TimescaleDB.
 
 The TimescaleDB server is named by DOCKPING_TIMESCALEDB_URL (a URL to its `postgres`
-database). Without it the TimescaleDB cases skip, saying so; with it they must run.
+database). Without it the TimescaleDB cases skip, saying so (or fail, where
+DOCKPING_REQUIRE_TIMESCALEDB=1 says the server must be there); with it they must run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from db.append import EventWriter
 from db.migrate import migrate
 from db.rebuild import rebuild
 from dockping.contract import Batch, ContainerEvent, Event, HeartbeatEvent, ProbeEvent
+from tests import required
 from tests.conftest import TEMPLATE, drop_database, fresh_database
 
 TIMESCALEDB_URL = os.environ.get("DOCKPING_TIMESCALEDB_URL", "")
@@ -77,7 +79,7 @@ def _with_database(url: str, name: str) -> str:
 def timescaledb_store() -> Iterator[Store]:
     """A fresh database on the TimescaleDB server, migrated for TimescaleDB, dropped after."""
     if not TIMESCALEDB_URL:
-        pytest.skip(NO_TIMESCALEDB)
+        required.unavailable("timescaledb", NO_TIMESCALEDB)
     name = f"dockping_ts_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(TIMESCALEDB_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
