@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.docker_support import Containers, docker
+from tests.docker_support import Containers, docker, unavailable
 from tests.services import wait_for
 from tests.test_agent_shipping import Stack, container_id
 
@@ -240,7 +240,7 @@ def _dockerd() -> tuple[int, list[str]]:
     found = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=False)
     pids = found.stdout.split()
     if len(pids) != 1:
-        pytest.skip(f"need exactly one dockerd process to restart, found {len(pids)}")
+        unavailable(f"need exactly one dockerd process to restart, found {len(pids)}")
     pid = int(pids[0])
     command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     return pid, [part.decode() for part in command]
