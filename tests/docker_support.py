@@ -46,7 +46,8 @@ def static_busybox() -> Path | None:
     for candidate in _BUSYBOX_CANDIDATES:
         path = Path(candidate)
         if path.exists():
-            head = path.read_bytes()[: 1 << 20]
+            # A dynamic binary names its loader (PT_INTERP) in its first few hundred bytes.
+            head = path.read_bytes()[:4096]
             if head.startswith(b"\x7fELF") and b"ld-linux" not in head and b"ld-musl" not in head:
                 return path
     return None
