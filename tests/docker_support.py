@@ -47,7 +47,8 @@ def static_busybox() -> Path | None:
         path = Path(candidate)
         if path.exists():
             # A dynamic binary names its loader (PT_INTERP) in its first few hundred bytes.
-            head = path.read_bytes()[:4096]
+            with path.open("rb") as binary:
+                head = binary.read(4096)
             if head.startswith(b"\x7fELF") and b"ld-linux" not in head and b"ld-musl" not in head:
                 return path
     return None

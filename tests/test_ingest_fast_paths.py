@@ -370,12 +370,16 @@ def test_prepacked_int4_arrays_reach_the_database_unchanged(
     assert row[0] == values
 
 
-async def _backend_pid(pool: Any) -> int:
-    async with connection(pool) as conn:
-        row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
-        await conn.rollback()
+async def _pid(conn: psycopg.AsyncConnection) -> int:
+    row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+    await conn.rollback()
     assert row is not None
     return int(row[0])
+
+
+async def _backend_pid(pool: Any) -> int:
+    async with connection(pool) as conn:
+        return await _pid(conn)
 
 
 def _terminate(url: str, pid: int) -> None:
@@ -394,13 +398,6 @@ async def test_a_connection_broken_while_idle_is_replaced_before_use(database_ur
         assert broken != await _backend_pid(pool)
     finally:
         await pool.close()
-
-
-async def _pid(conn: psycopg.AsyncConnection) -> int:
-    row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
-    await conn.rollback()
-    assert row is not None
-    return int(row[0])
 
 
 @pytest.mark.anyio
