@@ -8,6 +8,7 @@ import socket
 import struct
 from functools import cache
 
+from agent.probes.sockets import open_socket
 from agent.targets import Target
 
 
@@ -39,11 +40,9 @@ def _echo_request(ident: int, sequence: int, v6: bool) -> bytes:
 async def probe_icmp(target: Target) -> None:
     """Send one echo request and wait for its reply."""
     v6 = ":" in target.ip
-    family, proto = (
-        (socket.AF_INET6, socket.IPPROTO_ICMPV6) if v6 else (socket.AF_INET, socket.IPPROTO_ICMP)
+    sock = open_socket(
+        target, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
     )
-    sock = socket.socket(family, socket.SOCK_DGRAM, proto)
-    sock.setblocking(False)
     loop = asyncio.get_running_loop()
     try:
         sequence = int.from_bytes(os.urandom(2), "big")
