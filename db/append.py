@@ -138,7 +138,9 @@ class EventWriter:
         times = [e.time for e in batch.events]
         if times:
             await self.ensure_partitions(conn, min(times), max(times))
-        if probes and not lifecycle and not heartbeats:
+        # What HTTP(S) probes learnt is written beside their events in the transaction path;
+        # TCP-only batches (the usual ones) take the one-call path as before.
+        if probes and not lifecycle and not heartbeats and not any(p.has_detail for p in probes):
             # Every event is a probe: `times` are the probes' times.
             alone = await self._append_alone(conn, batch, probes, times)
             if alone is not None:
@@ -241,6 +243,7 @@ class EventWriter:
             accepted_probes, changed_targets = await self._append_probes(
                 conn, agent_id, *self._unknown(probes, target_ids, times), once=once
             )
+            await _append_details(conn, probes, target_ids)
             accepted_lifecycle, changed_containers = await self._append_lifecycle(
                 conn, lifecycle, keys
             )
@@ -554,6 +557,28 @@ def _probe_arrays(
         "target_ids": Int4Array.of(target_ids),
         "latencies": Int4Array.of([encode_latency(p.ok, p.latency_ms, p.error) for p in probes]),
     }
+
+
+async def _append_details(
+    conn: psycopg.AsyncConnection, probes: list[ProbeEvent], target_ids: list[int]
+) -> None:
+    """Store the HTTP(S) details of the probes that carry any (see append_probe_details)."""
+    rows = [(p, t) for p, t in zip(probes, target_ids, strict=True) if p.has_detail]
+    if not rows:
+        return
+    await conn.execute(
+        sql("append_probe_details"),
+        {
+            "times": [p.time for p, _ in rows],
+            "target_ids": [t for _, t in rows],
+            "http_statuses": [p.http_status for p, _ in rows],
+            "connect_us": [
+                None if p.connect_ms is None else min(round(p.connect_ms * 1000), 2**31 - 1)
+                for p, _ in rows
+            ],
+            "tls_not_after": [p.tls_not_after for p, _ in rows],
+        },
+    )
 
 
 def _detail(event: ContainerEvent) -> Jsonb | None:

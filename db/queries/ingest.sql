@@ -262,3 +262,28 @@ SELECT dockping_drop_partitions(%(cutoff)s)
 -- notify_events --
 -- Tell listeners (query, notifier) that events were committed.
 SELECT pg_notify('dockping_events', %(payload)s)
+
+-- append_probe_details --
+-- Append what HTTP(S) probes learnt (status, connect time, certificate expiry) beside the
+-- batch's probe events, skipping rows already stored, and fold the newest into
+-- target_detail. The caller holds lock_agent, as for the events.
+WITH new AS (
+    INSERT INTO probe_details (time, target_id, http_status, connect_us, tls_not_after)
+    SELECT * FROM unnest(%(times)s::timestamptz[], %(target_ids)s::integer[],
+                         %(http_statuses)s::smallint[], %(connect_us)s::integer[],
+                         %(tls_not_after)s::timestamptz[])
+    ORDER BY 2, 1
+    ON CONFLICT DO NOTHING
+    RETURNING *
+), newest AS (
+    SELECT DISTINCT ON (target_id) * FROM new ORDER BY target_id, time DESC
+)
+INSERT INTO target_detail AS s (target_id, probe_at, http_status, connect_us, tls_not_after)
+SELECT target_id, time, http_status, connect_us, tls_not_after FROM newest
+ORDER BY target_id
+ON CONFLICT (target_id) DO UPDATE SET
+    probe_at = EXCLUDED.probe_at,
+    http_status = EXCLUDED.http_status,
+    connect_us = EXCLUDED.connect_us,
+    tls_not_after = coalesce(EXCLUDED.tls_not_after, s.tls_not_after)
+WHERE EXCLUDED.probe_at > s.probe_at
