@@ -202,6 +202,10 @@ class NotifyRule(_Section, frozen=True):
     """How often to remind while a target stays down; 0: never."""
     urls: list[str] = msgspec.field(default_factory=list)
     """Apprise URLs to notify (slack://, tgram://, ntfy://, json://, ...)."""
+    tls_expires_within: Duration = Duration(0)
+    """A probe whose certificate expires within this ("14d") counts as failing; 0: off."""
+    unhealthy: bool = False
+    """true: while Docker reports the container unhealthy, its probes count as failing."""
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -4,7 +4,10 @@ SELECT pg_try_advisory_lock(7008)
 
 -- notify_pending_probes --
 -- Probe events newer than each target's notifier position (targets first seen: since horizon).
-SELECT t.target_id, e.time, e.latency_us
+-- With detailed (rules with tls_expires_within or unhealthy), each event's certificate expiry
+-- (probe_details) and its container's Docker health then (the newest health_status event up to
+-- it); without, nulls, and neither is read (the planner drops a join whose condition is false).
+SELECT t.target_id, e.time, e.latency_us, d.tls_not_after, h.health
 FROM targets t
 LEFT JOIN notify_targets n USING (target_id)
 CROSS JOIN LATERAL (
@@ -16,6 +19,15 @@ CROSS JOIN LATERAL (
     ORDER BY dockping_bucket(p.time), p.time
     LIMIT %(per_target)s
 ) e
+LEFT JOIN probe_details d
+    ON %(detailed)s::boolean AND d.target_id = t.target_id AND d.time = e.time
+LEFT JOIN LATERAL (
+    SELECT c.detail ->> 'health' AS health
+    FROM container_events c
+    WHERE c.container_key = t.container_key AND c.action = 'health_status' AND c.time <= e.time
+    ORDER BY c.time DESC
+    LIMIT 1
+) h ON %(detailed)s::boolean
 WHERE %(target_ids)s::integer[] IS NULL OR t.target_id = ANY(%(target_ids)s::integer[])
 ORDER BY t.target_id, e.time
 
