@@ -106,14 +106,26 @@ class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_
                 raise ContractError("error: required when ok is false")
         if self.latency_ms is not None and not math.isfinite(self.latency_ms):
             raise ContractError("latency_ms: must be a finite number")
+        # Three comparisons for the usual (TCP) event; the rest only for events with a detail.
+        if (
+            self.http_status is not None
+            or self.tls_not_after is not None
+            or self.connect_ms is not None
+        ):
+            self._check_detail()
+        elif self.error == "http_status":
+            raise ContractError("http_status: required when error is http_status")
+
+    def _check_detail(self) -> None:
+        if self.protocol not in ("http", "https"):
+            raise ContractError(
+                f"http_status: must be null for protocol {self.protocol}, as tls_not_after and"
+                " connect_ms must"
+            )
         if self.connect_ms is not None and not math.isfinite(self.connect_ms):
             raise ContractError("connect_ms: must be a finite number")
         if self.error == "http_status" and self.http_status is None:
             raise ContractError("http_status: required when error is http_status")
-        if self.protocol in ("tcp", "icmp") and self.has_detail:
-            raise ContractError(
-                f"http_status, tls_not_after, connect_ms: must be null for protocol {self.protocol}"
-            )
 
     @property
     def has_detail(self) -> bool:

@@ -15,7 +15,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 
 from cryptography import x509
 
@@ -73,9 +73,15 @@ class TlsError(HttpFailure):
 
 def request_bytes(target: Target, path: str) -> bytes:
     """The GET request for a target: Host names its address and port."""
-    host = f"[{target.ip}]" if ":" in target.ip else target.ip
+    return _request(target.ip, target.port, path)
+
+
+@lru_cache(maxsize=65536)
+def _request(ip: str, port: int | None, path: str) -> bytes:
+    # Every probe of a target sends the same bytes: made once, not per probe.
+    host = f"[{ip}]" if ":" in ip else ip
     return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{target.port}\r\nUser-Agent: dockping\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: dockping\r\n"
         "Accept: */*\r\nConnection: close\r\n\r\n"
     ).encode("ascii")
 
