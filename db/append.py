@@ -574,20 +574,18 @@ def _probe_arrays(
 async def _append_details(
     conn: psycopg.AsyncConnection, probes: list[ProbeEvent], target_ids: list[int]
 ) -> None:
-    """Store the HTTP(S) details of the probes that carry any (see append_probe_details)."""
-    rows = [(p, t) for p, t in zip(probes, target_ids, strict=True) if p.has_detail]
-    if not rows:
-        return
+    """Store the changes among the http and https probes' details (see append_probe_details).
+
+    Every such probe is passed, with a detail or not: one without an answer changes the
+    status to none.
+    """
+    rows = [(p, t) for p, t in zip(probes, target_ids, strict=True) if p.protocol in _DETAILED]
     await conn.execute(
         sql("append_probe_details"),
         {
             "times": [p.time for p, _ in rows],
             "target_ids": [t for _, t in rows],
             "http_statuses": [p.http_status for p, _ in rows],
-            "connect_us": [
-                None if p.connect_ms is None else min(round(p.connect_ms * 1000), 2**31 - 1)
-                for p, _ in rows
-            ],
             "tls_not_after": [p.tls_not_after for p, _ in rows],
         },
     )

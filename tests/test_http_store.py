@@ -14,7 +14,7 @@ from db.rebuild import rebuild
 from dockping.settings import Settings
 from ingest.app import create_app as ingest_app
 from query.app import create_app as query_app
-from tests.events import batch, lifecycle, probe
+from tests.events import NOW, batch, lifecycle, probe
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": "Bearer test-token"}
@@ -54,7 +54,7 @@ def details(url: str) -> list[tuple[Any, ...]]:
     """target_detail as stored."""
     with psycopg.connect(url) as conn:
         return conn.execute(
-            "SELECT target_id, probe_at, http_status, connect_us, tls_not_after"
+            "SELECT target_id, changed_at, http_status, tls_not_after"
             " FROM target_detail ORDER BY target_id"
         ).fetchall()
 
@@ -154,3 +154,40 @@ async def test_bad_http_fields_are_refused_by_name(
     response = await ingest.post("/api/v1/events", headers=AUTH, json=batch(event))
     assert response.status_code == 400, response.text
     assert response.json()["field"] == field
+
+
+def changes(url: str) -> list[tuple[Any, ...]]:
+    """probe_details as stored: (status, whether it holds an expiry), in time order."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT http_status, tls_not_after IS NOT NULL FROM probe_details ORDER BY time"
+        ).fetchall()
+
+
+async def test_the_store_keeps_changes_not_every_probe(
+    clients: tuple[AsyncTestClient, AsyncTestClient], database_url: str
+) -> None:
+    """Repeated answers add no row; a new status, an answer lost, a new certificate, and a new UTC day each add one."""
+    ingest, _ = clients
+    await post(ingest, *(http_probe(-60 + i, 200) for i in range(3)))
+    await post(ingest, http_probe(-50, 200), http_probe(-49, 200))
+    await post(ingest, http_probe(-50, 200))  # sent again
+    assert changes(database_url) == [(200, True)]
+    await post(ingest, http_probe(-40, 503, ok=False), http_probe(-39, 503, ok=False))
+    await post(ingest, probe(-38, False, port=443, protocol="https", error="timeout"))
+    await post(ingest, http_probe(-37, 200))
+    renewed = (EXPIRY + timedelta(days=90)).isoformat()
+    await post(ingest, http_probe(-36, 200), http_probe(-35, 200, tls_not_after=renewed))
+    assert changes(database_url) == [
+        (200, True),
+        (503, False),
+        (None, False),
+        (200, False),
+        (200, True),
+    ]
+    midnight = NOW.replace(hour=0, minute=0, second=0)
+    before = (midnight - NOW).total_seconds()
+    await post(ingest, http_probe(before - 2, 200, ip="10.9.0.7"))
+    await post(ingest, http_probe(before + 1, 200, ip="10.9.0.7"))
+    assert changes(database_url)[:2] == [(200, True), (200, True)]
+    assert len(changes(database_url)) == 7

@@ -1,12 +1,11 @@
 -- What HTTP(S) probes learn beside their outcome, apart from probe_events: its rows stay as
--- they were and the TCP-only batch writes what it wrote before. A probe event with an HTTP
--- status, a connect time or a certificate's expiry has a row here of the same identity
--- (target_id, time). A hypertable, compressed, kept and dropped as probe_events is.
+-- they were and the TCP-only batch writes what it wrote before. Kept as changes, as in
+-- 0014_http_details.postgres.sql (which says how). A hypertable, compressed, kept and
+-- dropped as probe_events is.
 CREATE TABLE probe_details (
     time            timestamptz NOT NULL,
     target_id       integer NOT NULL,
     http_status     smallint,
-    connect_us      integer,
     tls_not_after   timestamptz,
     PRIMARY KEY (target_id, time)
 );
@@ -40,14 +39,11 @@ $$;
 -- The error kinds of HTTP(S) probes (dockping/contract.py ERROR_KINDS, in order).
 INSERT INTO probe_errors (code, error) VALUES (6, 'http_status'), (7, 'tls'), (8, 'protocol');
 
--- The latest detail per target: a fold over probe_details, where the newest event's status
--- and connect time win and the certificate's expiry is the newest one known (a probe that
--- failed before the handshake leaves it). A status belongs to the target's last probe only
--- when probe_at is that probe's time (target_state.last_probe_at): readers check.
+-- The latest detail per target: a fold over probe_details, the newest row's status (that of
+-- the target's last probe, since every change has its row) and the newest expiry known.
 CREATE TABLE target_detail (
     target_id       integer PRIMARY KEY REFERENCES targets,
-    probe_at        timestamptz NOT NULL,
+    changed_at      timestamptz NOT NULL,
     http_status     smallint,
-    connect_us      integer,
     tls_not_after   timestamptz
-) WITH (fillfactor = 50);  -- every HTTP(S) batch updates its targets' rows: room for HOT
+);

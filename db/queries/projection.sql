@@ -113,13 +113,12 @@ GROUP BY 1, 2
 DELETE FROM target_detail
 
 -- rebuild_target_details --
--- Fold the stored HTTP(S) details into target_detail, as append_probe_details does: the
--- newest row's status and connect time, the newest certificate expiry known.
-INSERT INTO target_detail (target_id, probe_at, http_status, connect_us, tls_not_after)
-SELECT DISTINCT ON (d.target_id) d.target_id, d.time, d.http_status, d.connect_us,
-       coalesce(d.tls_not_after,
-                (SELECT c.tls_not_after FROM probe_details c
-                 WHERE c.target_id = d.target_id AND c.tls_not_after IS NOT NULL
-                 ORDER BY c.time DESC LIMIT 1))
+-- Fold the stored HTTP(S) changes into target_detail, as append_probe_details does: the
+-- newest row's status, the newest certificate expiry known.
+INSERT INTO target_detail (target_id, changed_at, http_status, tls_not_after)
+SELECT DISTINCT ON (d.target_id) d.target_id, d.time, d.http_status,
+       (SELECT c.tls_not_after FROM probe_details c
+        WHERE c.target_id = d.target_id AND c.tls_not_after IS NOT NULL
+        ORDER BY c.time DESC LIMIT 1)
 FROM probe_details d
 ORDER BY d.target_id, d.time DESC

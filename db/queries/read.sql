@@ -18,9 +18,8 @@ SELECT p.target_id, a.agent, a.container_id, a.container_name, a.image, a.compos
            ELSE s.status_since
        END AS status_since,
        s.consecutive_failures, le.error AS last_error, {keys},
-       -- Last, after the keys: a status only where it is of the last probe (target_detail).
-       CASE WHEN d.probe_at = s.last_probe_at THEN d.http_status END AS http_status,
-       cs.health
+       -- Last, after the keys: the last probe's HTTP status, the container's health.
+       d.http_status, cs.health
 FROM (
     SELECT lc.target_id, lc.action, lc.action_at, {inner_keys}
     FROM address_lifecycle lc
@@ -45,7 +44,7 @@ ORDER BY {outer_order}
 SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
        l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
        l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, NULL AS sort_key,
-       CASE WHEN d.probe_at = l.last_probe_at THEN d.http_status END AS http_status, cs.health
+       d.http_status, cs.health
 FROM latest_state l
 JOIN targets t USING (target_id)
 LEFT JOIN target_detail d USING (target_id)
@@ -76,8 +75,7 @@ ORDER BY a.name
 -- metrics_targets --
 -- The state of every current target, for /metrics.
 SELECT l.agent, l.container_name, l.ip, l.port, l.protocol, l.status, l.latency_ms,
-       CASE WHEN d.probe_at = l.last_probe_at THEN d.http_status END AS http_status,
-       extract(epoch FROM d.tls_not_after)::float8 AS tls_not_after
+       d.http_status, extract(epoch FROM d.tls_not_after)::float8 AS tls_not_after
 FROM latest_state l LEFT JOIN target_detail d USING (target_id)
 WHERE NOT l.removed
 
@@ -86,8 +84,7 @@ WHERE NOT l.removed
 SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
        l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
        l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, t.container_key,
-       CASE WHEN d.probe_at = l.last_probe_at THEN d.http_status END AS http_status,
-       d.tls_not_after, d.connect_us / 1000.0 AS connect_ms, cs.health
+       d.http_status, d.tls_not_after, cs.health
 FROM latest_state l
 JOIN targets t USING (target_id)
 LEFT JOIN target_detail d USING (target_id)
