@@ -2,8 +2,10 @@
 
 A minimal HTTP/1.1 exchange on the connected socket, driven by the event loop's socket calls
 (TLS through an ssl.SSLObject on memory buffers): no transport, stream or client session per
-probe. bench/agent_probe.py measured it against a bare loop doing the same GETs; README has
-the figures. The request asks for `Connection: close`, and only the status line is read.
+probe. bench/http_client_choice.py measured it against aiohttp and httpx, and
+bench/agent_http_probe.py the agent against a bare loop doing the same GETs; README has the
+figures. The request asks for `Connection: close`, and only the status line is read: at most
+_STATUS_LINE_MAX bytes a read, and no read after it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from dockping.http_check import HttpCheck
 
 # More than any status line needs: a server that sends this much without one speaks no HTTP.
 _STATUS_LINE_MAX = 1024
-_RECV = 4096
+_RECV = _STATUS_LINE_MAX
+# TLS records as they come: a handshake carries the certificate chain, a few kB.
+_TLS_RECV = 16384
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] ([1-5][0-9][0-9])(?:[ \t][^\r\n]*)?\r?\n")
 _DEFAULT = HttpCheck()
 # A certificate's DER to its expiry: the same few certificates come back on every probe.
@@ -190,7 +194,7 @@ class _TlsSession:
             await self.loop.sock_sendall(self.sock, data)
 
     async def _fill(self) -> bool:
-        data = await self.loop.sock_recv(self.sock, _RECV)
+        data = await self.loop.sock_recv(self.sock, _TLS_RECV)
         if not data:
             self.incoming.write_eof()
             return False
