@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 
-from cryptography import x509
-
 from agent.probes.sockets import open_socket
 from agent.targets import Target
 from dockping.contract import ErrorKind
@@ -108,6 +106,9 @@ def not_after(der: bytes) -> datetime:
     """When the certificate (DER) expires."""
     found = _NOT_AFTER.get(der)
     if found is None:
+        # Imported at the first certificate: an agent without https targets never loads it.
+        from cryptography import x509
+
         found = x509.load_der_x509_certificate(der).not_valid_after_utc.astimezone(UTC)
         if len(_NOT_AFTER) >= _NOT_AFTER_MAX:
             _NOT_AFTER.clear()
