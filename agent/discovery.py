@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
@@ -27,9 +27,11 @@ from agent.targets import (
     Container,
     container_of,
     disabled,
+    docker_timestamp,
 )
 from dockping import logs
 from dockping.contract import ContainerAction, ContainerEvent
+from dockping.settings import HttpRule
 
 log = logs.get("dockping.agent.discovery")
 
@@ -57,18 +59,6 @@ def docker_time(event: dict[str, Any]) -> datetime:
     if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
         return datetime.fromtimestamp(seconds, UTC)
     return datetime.now(UTC)
-
-
-def _parse_docker_timestamp(text: object) -> datetime | None:
-    if not isinstance(text, str) or not text or text.startswith("0001-"):
-        return None
-    # Docker writes nanoseconds; Python reads up to microseconds.
-    head, _, tail = text.rstrip("Z").partition(".")
-    fraction = (tail + "000000")[:6]
-    try:
-        return datetime.fromisoformat(f"{head}.{fraction}+00:00")
-    except ValueError:
-        return None
 
 
 def lifecycle_event(
@@ -141,6 +131,7 @@ def _fingerprint(item: dict[str, Any]) -> str:
     return json.dumps(
         [
             item.get("State"),
+            _listed_health(item.get("Status")),
             item.get("Names"),
             item.get("Labels"),
             item.get("Ports"),
@@ -155,6 +146,15 @@ def _fingerprint(item: dict[str, Any]) -> str:
         sort_keys=True,
         default=str,
     )
+
+
+def _listed_health(status: object) -> str | None:
+    """The health in a listed container's Status ("Up 2 minutes (unhealthy)"), if any."""
+    text = str(status or "")
+    for health in ("unhealthy", "healthy", "starting"):
+        if f"({health})" in text or f"(health: {health})" in text:
+            return health
+    return None
 
 
 def _same(a: Container, b: Container) -> bool:
@@ -184,6 +184,7 @@ class Discovery:
         on_container: OnContainer,
         on_lifecycle: OnLifecycle,
         call_timeout: float = docker_api.CALL_TIMEOUT,
+        http_rules: Sequence[HttpRule] = (),
     ) -> None:
         self.docker_url = docker_url
         self.resync_interval = resync_interval
@@ -191,6 +192,7 @@ class Discovery:
         self.on_container = on_container
         self.on_lifecycle = on_lifecycle
         self.call_timeout = call_timeout
+        self.http_rules = tuple(http_rules)
         self.containers: dict[str, Container] = {}
         self._fingerprints: dict[str, str] = {}
         self._reachable: bool | None = None
@@ -295,6 +297,9 @@ class Discovery:
             return
         if action.startswith("health_status"):
             health = action.partition(":")[2].strip() or None
+            if container_id in self.containers:
+                # Held as the stream says, so that the next inspect repeats no event.
+                self.containers[container_id] = dataclasses.replace(known, health=health)
             self.on_lifecycle(lifecycle_event("health_status", known, when, health=health))
             return
         if action not in CONTAINER_ACTIONS:
@@ -314,7 +319,7 @@ class Discovery:
         except NotFound:
             self._forget(container_id)
             return None
-        container = container_of(inspect, self.icmp)
+        container = container_of(inspect, self.icmp, self.http_rules)
         self._keep(container)
         return container
 
@@ -324,6 +329,14 @@ class Discovery:
             return
         previous = self.containers.get(container.id)
         self.containers[container.id] = container
+        if container.health != (previous.health if previous else None) and not disabled(
+            container.labels
+        ):
+            # An inspect that finds a health we did not hear of (a missed event, a new agent).
+            when = container.health_at or datetime.now(UTC)
+            self.on_lifecycle(
+                lifecycle_event("health_status", container, when, health=container.health)
+            )
         if previous is None or not _same(previous, container):
             if container.note and not container.targets:
                 log.info("container.no_probe", container=container.name, reason=container.note)
@@ -355,14 +368,12 @@ class Discovery:
                 except NotFound:
                     continue  # removed between the list and the inspect
                 self._fingerprints[container_id] = fingerprint
-                container = container_of(inspect, self.icmp)
+                container = container_of(inspect, self.icmp, self.http_rules)
                 previous = self.containers.get(container_id)
                 if previous is None and container.running:
                     added += 1
                     if not disabled(container.labels):
-                        started = _parse_docker_timestamp(
-                            (inspect.get("State") or {}).get("StartedAt")
-                        )
+                        started = docker_timestamp((inspect.get("State") or {}).get("StartedAt"))
                         # The start time is the container's own, so that a restarted agent sends
                         # the same event again and ingest stores it once.
                         self.on_lifecycle(

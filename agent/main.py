@@ -52,6 +52,7 @@ class Agent:
             self.icmp,
             self._on_container,
             self._on_lifecycle,
+            http_rules=config.http,
         )
         self._last_ok: dict[tuple[str, str, int | None, str], bool] = {}
 
@@ -67,6 +68,7 @@ class Agent:
         self.shipper.add(event, urgent=True)
 
     def _on_result(self, target: Target, result: ProbeResult) -> None:
+        detail = result.detail
         event = ProbeEvent(
             time=result.time,
             container_id=target.container_id,
@@ -78,6 +80,9 @@ class Agent:
             ok=result.ok,
             latency_ms=result.latency_ms,
             error=result.error,
+            http_status=detail.http_status if detail else None,
+            connect_ms=detail.connect_ms if detail else None,
+            tls_not_after=detail.tls_not_after if detail else None,
         )
         previous = self._last_ok.get(target.key)
         self._last_ok[target.key] = result.ok

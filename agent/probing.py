@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agent.probes import REGISTRY
+from agent.probes import REGISTRY, HttpDetail, HttpFailure
 from agent.targets import Target
 from dockping.contract import ErrorKind
 
@@ -30,12 +31,18 @@ class ProbeResult:
     ok: bool
     latency_ms: float | None
     error: ErrorKind | None
+    detail: HttpDetail | None = None
+    """HTTP(S): the status code, connect time and certificate expiry learnt, failed or not."""
 
 
 def classify(exc: BaseException) -> ErrorKind:
     """Map an exception from a probe to an error kind."""
+    if isinstance(exc, HttpFailure):
+        return exc.kind
     if isinstance(exc, TimeoutError):
         return "timeout"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
     if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
@@ -52,16 +59,21 @@ def classify(exc: BaseException) -> ErrorKind:
     return "other"
 
 
+def failed(when: datetime, exc: Exception) -> ProbeResult:
+    """The result of a probe that raised."""
+    return ProbeResult(when, False, None, classify(exc), getattr(exc, "detail", None))
+
+
 async def run_probe(target: Target, timeout: float) -> ProbeResult:
     """Probe a target once within `timeout` seconds."""
     when = datetime.now(UTC)
     started = time.perf_counter_ns()
     try:
         async with asyncio.timeout(timeout):
-            await REGISTRY[target.protocol](target)
+            detail = await REGISTRY[target.protocol](target)
     except Exception as exc:
-        return ProbeResult(when, False, None, classify(exc))
-    return ProbeResult(when, True, (time.perf_counter_ns() - started) // 1000 / 1000, None)
+        return failed(when, exc)
+    return ProbeResult(when, True, (time.perf_counter_ns() - started) // 1000 / 1000, None, detail)
 
 
 async def probe_until_cancelled(target: Target) -> ProbeResult:
@@ -69,10 +81,10 @@ async def probe_until_cancelled(target: Target) -> ProbeResult:
     when = datetime.now(UTC)
     started = time.perf_counter_ns()
     try:
-        await REGISTRY[target.protocol](target)
+        detail = await REGISTRY[target.protocol](target)
     except Exception as exc:
-        return ProbeResult(when, False, None, classify(exc))
-    return ProbeResult(when, True, (time.perf_counter_ns() - started) // 1000 / 1000, None)
+        return failed(when, exc)
+    return ProbeResult(when, True, (time.perf_counter_ns() - started) // 1000 / 1000, None, detail)
 
 
 def timed_out(when: datetime) -> ProbeResult:

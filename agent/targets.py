@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from dockping.settings import Duration
+from agent.http_labels import HttpPlan, plan_of
+from dockping.http_check import HttpCheck
+from dockping.settings import Duration, HttpRule
 
 ENABLE_LABEL = "dockping.enable"
 PORTS_LABEL = "dockping.ports"
 INTERVAL_LABEL = "dockping.interval"
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+HEALTH_STATES = frozenset({"healthy", "unhealthy", "starting"})
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 
@@ -26,6 +33,8 @@ class Target:
     network: str = field(compare=False, default="")
     container_name: str = field(compare=False, default="")
     interval: float | None = field(compare=False, default=None)
+    http: HttpCheck | None = field(compare=False, default=None)
+    """For protocols http and https: the request and the accepted answers."""
 
     @property
     def key(self) -> tuple[str, str, int | None, str]:
@@ -50,6 +59,10 @@ class Container:
     targets: tuple[Target, ...]
     note: str = ""
     """Why the container has no targets, when it has none."""
+    health: str | None = None
+    """Docker's State.Health.Status: healthy, unhealthy, starting; None without a healthcheck."""
+    health_at: datetime | None = field(default=None, compare=False)
+    """When Docker last checked that health (its last health log entry)."""
 
 
 def disabled(labels: dict[str, str]) -> bool:
@@ -111,7 +124,36 @@ def _networks(inspect: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Container:
+def health_of(state: dict[str, Any]) -> tuple[str | None, datetime | None]:
+    """Docker's health of a container (State.Health.Status) and when its last check ended;
+    (None, None) without a healthcheck."""
+    health = _dict(state.get("Health"))
+    status = health.get("Status")
+    if status not in HEALTH_STATES:
+        return None, None
+    log = health.get("Log")
+    last = _dict(log[-1]) if isinstance(log, list) and log else {}
+    return str(status), docker_timestamp(last.get("End"))
+
+
+def docker_timestamp(text: object) -> datetime | None:
+    """A timestamp of an inspect payload (RFC 3339, nanoseconds), to the microsecond."""
+    if not isinstance(text, str) or text.startswith("0001-"):
+        return None
+    match = _TIMESTAMP.match(text)
+    if match is None:
+        return None
+    fraction = ((match.group(2) or "") + "000000")[:6]
+    zone = match.group(3).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(f"{match.group(1)}.{fraction}{zone}").astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def container_of(
+    inspect: dict[str, Any], icmp_available: bool = False, http_rules: Sequence[HttpRule] = ()
+) -> Container:
     """Read a container and its targets from an inspect payload; never raises on odd input."""
     config = _dict(inspect.get("Config"))
     state = _dict(inspect.get("State"))
@@ -139,6 +181,12 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
         except ValueError as exc:
             note = f"{INTERVAL_LABEL}: {exc}"
             interval = None
+    health, health_at = health_of(state)
+    http = plan_of(labels, str(config.get("Image") or ""), http_rules)
+    if http.notes:
+        note = "; ".join(filter(None, (note, *http.notes)))
+    if http.ports:
+        ports = tuple(sorted({*ports, *http.ports}))
     targets: list[Target] = []
     host_mode = str(_dict(inspect.get("HostConfig")).get("NetworkMode") or "") == "host"
     if disabled(labels):
@@ -154,7 +202,7 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
             for ip in ips:
                 if ports:
                     targets.extend(
-                        Target(container_id, ip, port, "tcp", network, name, interval)
+                        _port_target(container_id, ip, port, network, name, interval, http)
                         for port in ports
                     )
                 elif icmp_available:
@@ -174,4 +222,23 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
         ports=ports,
         targets=tuple(targets),
         note=note,
+        health=health,
+        health_at=health_at,
     )
+
+
+def _port_target(
+    container_id: str,
+    ip: str,
+    port: int,
+    network: str,
+    name: str,
+    interval: float | None,
+    http: HttpPlan,
+) -> Target:
+    """A TCP port's target: a bare connect, or the HTTP(S) check its labels or rules ask for."""
+    planned = http.for_port(port)
+    if planned is None:
+        return Target(container_id, ip, port, "tcp", network, name, interval)
+    protocol, check = planned
+    return Target(container_id, ip, port, protocol, network, name, interval, check)

@@ -38,8 +38,8 @@ CONCURRENCY = 256
 
 
 @contextmanager
-def fake_engine(socket_path: Path) -> Iterator[None]:
-    """The fake Engine API, serving 100 containers of 100 ports each, in a thread."""
+def fake_engine(socket_path: Path, labels: dict[str, str] | None = None) -> Iterator[None]:
+    """The fake Engine API, serving 100 containers of 100 ports each (with these labels)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.fake_docker import FakeDocker, inspect_payload
 
@@ -55,7 +55,7 @@ def fake_engine(socket_path: Path) -> Iterator[None]:
                 cid = f"{i:064x}"
                 ports = tuple(range(BASE_PORT + i * PORTS_EACH, BASE_PORT + (i + 1) * PORTS_EACH))
                 engine.containers[cid] = inspect_payload(
-                    cid, f"bench-{i}", {"bench": "127.0.0.1"}, ports=ports
+                    cid, f"bench-{i}", {"bench": "127.0.0.1"}, ports=ports, labels=labels
                 )
             ready.set()
             await stop.wait()

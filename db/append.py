@@ -27,6 +27,9 @@ _NOTIFY_MAX_IDS = 500
 # What dockping_append_probes_once raises for a late event when told to refuse one.
 _LATE_EVENTS = "DP001"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The protocols whose probe events may carry details (http_status, connect_ms, tls_not_after).
+_DETAILED = frozenset({"http", "https"})
+_PROTOCOL = operator.attrgetter("protocol")
 
 
 class Int4Array(bytes):
@@ -101,6 +104,8 @@ class EventWriter:
         # same one (ingest drops its writer on each new connection: see Ingest.forget).
         self._stored: dict[int, datetime] = {}
         self._partitions: set[int] = set()
+        # The HTTP(S) targets this writer knows, whose events may carry details.
+        self._detailed: set[int] = set()
 
     async def ensure_partitions(
         self, conn: psycopg.AsyncConnection, start: datetime, end: datetime
@@ -166,6 +171,11 @@ class EventWriter:
             return None
         target_ids = self._known_target_ids(_probe_keys(agent_id, probes))
         if target_ids is None or len(set(target_ids)) != len(target_ids):
+            return None
+        if self._detailed and not self._detailed.isdisjoint(target_ids):
+            # What HTTP(S) probes learn is written beside their events in the transaction
+            # path; a batch of TCP targets alone is never scanned for it (no such target:
+            # no cost at all).
             return None
         new_probes, new_ids, new_times = self._unknown(probes, target_ids, times)
         accepted, changed = 0, set()
@@ -241,6 +251,8 @@ class EventWriter:
             accepted_probes, changed_targets = await self._append_probes(
                 conn, agent_id, *self._unknown(probes, target_ids, times), once=once
             )
+            if not _DETAILED.isdisjoint(map(_PROTOCOL, probes)):
+                await _append_details(conn, probes, target_ids)
             accepted_lifecycle, changed_containers = await self._append_lifecycle(
                 conn, lifecycle, keys
             )
@@ -257,6 +269,9 @@ class EventWriter:
         self._targets.update(new_targets)
         if cached is None:
             self._probe_targets.update(zip(probe_keys, target_ids, strict=True))
+            self._detailed.update(
+                t for k, t in zip(probe_keys, target_ids, strict=True) if k[4] in _DETAILED
+            )
         # Every probe event of a committed batch is stored: appended now, or before.
         self._stored.update(zip(target_ids, times, strict=True))
         return AppendResult(
@@ -554,6 +569,26 @@ def _probe_arrays(
         "target_ids": Int4Array.of(target_ids),
         "latencies": Int4Array.of([encode_latency(p.ok, p.latency_ms, p.error) for p in probes]),
     }
+
+
+async def _append_details(
+    conn: psycopg.AsyncConnection, probes: list[ProbeEvent], target_ids: list[int]
+) -> None:
+    """Store the changes among the http and https probes' details (see append_probe_details).
+
+    Every such probe is passed, with a detail or not: one without an answer changes the
+    status to none.
+    """
+    rows = [(p, t) for p, t in zip(probes, target_ids, strict=True) if p.protocol in _DETAILED]
+    await conn.execute(
+        sql("append_probe_details"),
+        {
+            "times": [p.time for p, _ in rows],
+            "target_ids": [t for _, t in rows],
+            "http_statuses": [p.http_status for p, _ in rows],
+            "tls_not_after": [p.tls_not_after for p, _ in rows],
+        },
+    )
 
 
 def _detail(event: ContainerEvent) -> Jsonb | None:

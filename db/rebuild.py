@@ -21,7 +21,7 @@ def rebuild(url: str) -> dict[str, int]:
                 conn.execute("SELECT pg_advisory_xact_lock(7003)")
             # Batches wait while the rebuild runs. The tables are locked in the order in
             # which a batch writes them, so that neither waits for the other in a circle.
-            tables = "target_state, container_state, network_state, agent_state"
+            tables = "target_state, target_detail, container_state, network_state, agent_state"
             if backend == "postgres":
                 tables = f"rollup_log, {tables}, probe_minute, rollup_hour_log, probe_hour"
             conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
@@ -35,6 +35,8 @@ def rebuild(url: str) -> dict[str, int]:
                     rows,
                 )
             counts["targets"] = len(rows)
+            conn.execute(sql("delete_target_details"))
+            conn.execute(sql("rebuild_target_details"))
             conn.execute(sql("delete_container_states"))
             counts["containers"] = conn.execute(sql("rebuild_container_states")).rowcount
             conn.execute(sql("delete_network_states"))

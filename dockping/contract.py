@@ -14,9 +14,22 @@ from typing import Annotated, Literal
 
 import msgspec
 
-ErrorKind = Literal["refused", "timeout", "unreachable", "reset", "other"]
-ERROR_KINDS: tuple[ErrorKind, ...] = ("refused", "timeout", "unreachable", "reset", "other")
-Protocol = Literal["tcp", "icmp"]
+# New kinds go at the end: a kind's position is its stored code (probe_errors).
+ErrorKind = Literal[
+    "refused", "timeout", "unreachable", "reset", "other", "http_status", "tls", "protocol"
+]
+ERROR_KINDS: tuple[ErrorKind, ...] = (
+    "refused",
+    "timeout",
+    "unreachable",
+    "reset",
+    "other",
+    "http_status",
+    "tls",
+    "protocol",
+)
+Protocol = Literal["tcp", "icmp", "http", "https"]
+PORTED_PROTOCOLS = frozenset({"tcp", "http", "https"})
 ContainerAction = Literal[
     "create",
     "start",
@@ -48,6 +61,7 @@ Time = Annotated[datetime, msgspec.Meta(tz=True)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 # An hour is far beyond any probe timeout; anything larger is a broken clock or garbage.
 LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
+HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=599)]
 
 
 class ContractError(ValueError):
@@ -67,11 +81,17 @@ class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_
     protocol: Protocol = "tcp"
     container_name: Text = ""
     network: Text = ""
+    http_status: HttpStatus | None = None
+    """http and https: the status code of the answer, when one came (also when it failed)."""
+    tls_not_after: Time | None = None
+    """https: when the server's certificate expires, when the handshake got that far."""
+    connect_ms: LatencyMs | None = None
+    """http and https: how long the TCP connect took, when it succeeded."""
 
     def __post_init__(self) -> None:
         canonical_ip(self.ip)
-        if self.protocol == "tcp" and self.port is None:
-            raise ContractError("port: required for protocol tcp")
+        if self.protocol in PORTED_PROTOCOLS and self.port is None:
+            raise ContractError(f"port: required for protocol {self.protocol}")
         if self.protocol == "icmp" and self.port is not None:
             raise ContractError("port: must be null for protocol icmp")
         if self.ok:
@@ -86,6 +106,35 @@ class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_
                 raise ContractError("error: required when ok is false")
         if self.latency_ms is not None and not math.isfinite(self.latency_ms):
             raise ContractError("latency_ms: must be a finite number")
+        # Three comparisons for the usual (TCP) event; the rest only for events with a detail.
+        if (
+            self.http_status is not None
+            or self.tls_not_after is not None
+            or self.connect_ms is not None
+        ):
+            self._check_detail()
+        elif self.error == "http_status":
+            raise ContractError("http_status: required when error is http_status")
+
+    def _check_detail(self) -> None:
+        if self.protocol not in ("http", "https"):
+            raise ContractError(
+                f"http_status: must be null for protocol {self.protocol}, as tls_not_after and"
+                " connect_ms must"
+            )
+        if self.connect_ms is not None and not math.isfinite(self.connect_ms):
+            raise ContractError("connect_ms: must be a finite number")
+        if self.error == "http_status" and self.http_status is None:
+            raise ContractError("http_status: required when error is http_status")
+
+    @property
+    def has_detail(self) -> bool:
+        """Whether the event carries an HTTP(S) detail (a status, a certificate, a connect)."""
+        return (
+            self.http_status is not None
+            or self.tls_not_after is not None
+            or self.connect_ms is not None
+        )
 
 
 class ContainerEvent(msgspec.Struct, tag="container", tag_field="type", frozen=True, kw_only=True):

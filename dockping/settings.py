@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from dockping.http_check import parse_path, parse_statuses
+
 ENV_PREFIX = "DOCKPING_"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {
@@ -118,6 +120,34 @@ class QuerySettings(_Section, frozen=True):
     """Most points one latency request may return (400 above)."""
 
 
+class HttpRule(_Section, frozen=True):
+    """Probe the TCP ports of matching images with HTTP(S) instead of a bare connect."""
+
+    image: str
+    """Glob on the container's image ("nginx*"); the first matching rule applies."""
+    path: str = "/"
+    """The path to GET; the labels dockping.http and dockping.https override it."""
+    tls: bool = False
+    """true: https (the certificate is not verified unless tls_verify is)."""
+    port: int = 0
+    """Only this port; 0: every TCP port probed."""
+    status: str = "200-399"
+    """Accepted status codes: a comma list of codes and ranges."""
+    tls_verify: bool = False
+    """Verify the certificate chain against the system's CAs."""
+
+    def __post_init__(self) -> None:
+        if not self.image:
+            raise ValueError("image: must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: {self.port} is out of range (0..65535)")
+        for name, parse in (("path", parse_path), ("status", parse_statuses)):
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+
+
 class AgentSettings(_Section, frozen=True):
     """The agent: Docker discovery, probes, shipping."""
 
@@ -147,6 +177,8 @@ class AgentSettings(_Section, frozen=True):
     """On SIGTERM, how long to keep sending before spooling the rest and exiting."""
     identity_log: str = ""
     """Empty: off. A file to which the identity of every event spooled (or dropped) is appended."""
+    http: list[HttpRule] = msgspec.field(default_factory=list)
+    """HTTP(S) probe rules by image ([[agent.http]] tables); labels override them."""
 
 
 class NotifyRule(_Section, frozen=True):
@@ -170,6 +202,10 @@ class NotifyRule(_Section, frozen=True):
     """How often to remind while a target stays down; 0: never."""
     urls: list[str] = msgspec.field(default_factory=list)
     """Apprise URLs to notify (slack://, tgram://, ntfy://, json://, ...)."""
+    tls_expires_within: Duration = Duration(0)
+    """A probe whose certificate expires within this ("14d") counts as failing; 0: off."""
+    unhealthy: bool = False
+    """true: while Docker reports the container unhealthy, its probes count as failing."""
 
     def __post_init__(self) -> None:
         if not self.name:

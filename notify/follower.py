@@ -26,7 +26,17 @@ from db.queries import sql
 from dockping import logs
 from dockping.settings import NotifyRule, Settings
 from notify.messages import Target, agent_message, target_message
-from notify.rules import Params, State, Subject, agent_rules, params, rules_for, step
+from notify.rules import (
+    Params,
+    State,
+    Subject,
+    agent_rules,
+    outcome,
+    params,
+    rules_for,
+    step,
+    uses_details,
+)
 
 log = logs.get("dockping.notify")
 # Events read per target per transaction; a longer backlog is folded over several.
@@ -110,13 +120,22 @@ class Follower:
         self, conn: psycopg.AsyncConnection, target_ids: list[int] | None
     ) -> tuple[int, list[int]]:
         horizon = datetime.now(UTC) - timedelta(seconds=self.settings.notify.max_catch_up)
+        # The certificate and health of each probe are read only where a rule asks for them.
+        detailed = any(uses_details(p) for p in self.params.values())
         cursor = await conn.execute(
             sql("notify_pending_probes"),
-            {"target_ids": target_ids, "horizon": horizon, "per_target": PER_TARGET},
+            {
+                "target_ids": target_ids,
+                "horizon": horizon,
+                "per_target": PER_TARGET,
+                "detailed": detailed,
+            },
         )
-        probes: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
-        for target_id, time, latency_us in await cursor.fetchall():
-            probes[target_id].append((time, latency_us))
+        probes: dict[int, list[tuple[datetime, int, datetime | None, str | None]]] = defaultdict(
+            list
+        )
+        for target_id, time, latency_us, tls_not_after, health in await cursor.fetchall():
+            probes[target_id].append((time, latency_us, tls_not_after, health))
         if not probes:
             return 0, []
         ids = sorted(probes)
@@ -144,8 +163,10 @@ class Follower:
             kept: dict[str, State] = {}
             for rule in rules_for(self.rules, subject):
                 state = old.get(rule.name) or State()
-                for time, latency_us in probes[target_id]:
-                    for change in step(state, self.params[rule.name], time, latency_us):
+                p = self.params[rule.name]
+                for time, latency_us, tls_not_after, health in probes[target_id]:
+                    result = outcome(p, time, latency_us, tls_not_after, health)
+                    for change in step(state, p, time, result):
                         text = target_message(
                             change, target, self.public_url, self.settings.notify.flap_window
                         )

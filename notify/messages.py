@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from dockping.projection import error_kind
-from notify.rules import Change
+from notify.rules import RULE_ERRORS, Change
 
 DIGEST_LINES = 20
 NOTIFY_TYPES = {
@@ -70,6 +70,8 @@ def span(length: timedelta) -> str:
 
 
 def _error(code: int | None) -> str:
+    if code in RULE_ERRORS:
+        return RULE_ERRORS[code]
     return (error_kind(-code) or "unknown") if code else "unknown"
 
 

@@ -17,6 +17,10 @@ from dockping.settings import Duration, NotifyRule
 Status = Literal["unknown", "up", "down"]
 ChangeKind = Literal["down", "recovered", "reminder", "flapping", "settled"]
 ROUTE_LABEL = "dockping.notify"
+# What a rule, not the probe, found wrong: error codes past the stored ones (probe_errors).
+UNHEALTHY = 100
+TLS_EXPIRING = 101
+RULE_ERRORS = {UNHEALTHY: "unhealthy", TLS_EXPIRING: "certificate expiring"}
 
 
 class Params(NamedTuple):
@@ -27,6 +31,8 @@ class Params(NamedTuple):
     repeat_seconds: float  # 0: no reminders
     flap_changes: int
     flap_window_seconds: float
+    tls_within_seconds: float = 0.0  # a certificate expiring this soon fails the probe; 0: off
+    unhealthy_fails: bool = False  # an unhealthy container's probes fail
 
 
 class State(msgspec.Struct, kw_only=True):
@@ -59,11 +65,44 @@ def params(rule: NotifyRule, flap_changes: int, flap_window: float) -> Params:
     down_after = rule.down_after
     if isinstance(down_after, str) and down_after.strip().isdigit():
         down_after = int(down_after)
+    extra = (float(rule.tls_expires_within), rule.unhealthy)
     if isinstance(down_after, int):
-        return Params(down_after, None, float(rule.repeat), flap_changes, flap_window)
+        return Params(down_after, None, float(rule.repeat), flap_changes, flap_window, *extra)
     return Params(
-        None, float(Duration.parse(down_after)), float(rule.repeat), flap_changes, flap_window
+        None,
+        float(Duration.parse(down_after)),
+        float(rule.repeat),
+        flap_changes,
+        flap_window,
+        *extra,
     )
+
+
+def uses_details(p: Params) -> bool:
+    """Whether the rule reads more of a probe than its outcome (certificate, health)."""
+    return p.tls_within_seconds > 0 or p.unhealthy_fails
+
+
+def outcome(
+    p: Params,
+    time: datetime,
+    latency_us: int,
+    tls_not_after: datetime | None = None,
+    health: str | None = None,
+) -> int:
+    """A probe's outcome under a rule: a success becomes a failure when the container is
+    unhealthy or the certificate expires soon, where the rule asks so."""
+    if latency_us < 0:
+        return latency_us
+    if p.unhealthy_fails and health == "unhealthy":
+        return -UNHEALTHY
+    if (
+        p.tls_within_seconds > 0
+        and tls_not_after is not None
+        and (tls_not_after - time).total_seconds() <= p.tls_within_seconds
+    ):
+        return -TLS_EXPIRING
+    return latency_us
 
 
 def step(state: State, p: Params, time: datetime, latency_us: int) -> list[Change]:

@@ -117,6 +117,13 @@ SORTS: dict[str, Sort] = {
 # filters keep costs one pass whatever they keep.
 NAME_WITHOUT_INDEX = replace(SORTS["name"], columns=("(a.name_key || '')", "a.ip", "a.port_key"))
 
+HEALTHS = ("healthy", "unhealthy", "starting")
+# Docker's health lives with the container (container_state); few rows pass this filter.
+HEALTH_FILTER = (
+    "AND EXISTS (SELECT FROM address_listing hl JOIN container_state hs"
+    " ON hs.container_key = hl.container_key"
+    " WHERE hl.target_id = lc.target_id AND hs.health = ANY(%(healths)s::text[]))"
+)
 # address_listing joins the inner query only for the name order and the text filters, so that
 # the other orders scan the two narrow tables alone.
 LISTING_JOIN = "JOIN address_listing a ON a.target_id = lc.target_id"
@@ -143,6 +150,10 @@ class Address(msgspec.Struct, frozen=True):
     status_since: datetime | None
     consecutive_failures: int | None
     last_error: str | None
+    http_status: int | None = None
+    """http and https: the status code of the last probe, when it got one."""
+    health: str | None = None
+    """Docker's health of the container: healthy, unhealthy, starting; null without a check."""
 
 
 class AddressPage(msgspec.Struct, frozen=True):
@@ -160,6 +171,7 @@ class Filters:
     statuses: tuple[str, ...] = ()
     q: str = ""
     agent: str = ""
+    healths: tuple[str, ...] = ()
 
 
 def _keyset(sort: Sort, reverse: bool) -> str:
@@ -183,6 +195,8 @@ def _filters(filters: Filters) -> str:
         parts.append(f"AND {STATUS_RANK} = ANY(%(ranks)s::integer[])")
     if filters.agent:
         parts.append("AND a.agent = %(agent)s::text")
+    if filters.healths:
+        parts.append(HEALTH_FILTER)
     if filters.q:
         parts.append(
             "AND (a.name_key LIKE (SELECT lower(%(q)s::text)) OR a.image_key LIKE"
@@ -240,6 +254,7 @@ async def page(
     params: dict[str, Any] = {
         "ranks": [RANKS[s] for s in filters.statuses],
         "agent": filters.agent,
+        "healths": list(filters.healths),
         "q": f"%{_escape_like(filters.q)}%",
         "limit": limit + 1,
         "row_id": cursor.row_id if cursor else None,
@@ -255,7 +270,9 @@ async def page(
         rows.reverse()
     # Rows become structs positionally: no dict per row, no conversion pass. The columns are
     # Address's, with the status as a rank (column 10), then the sort keys.
-    items = [Address(*(*row[:10], STATUS_OF_RANK[row[10]], *row[11:18])) for row in rows]
+    items = [
+        Address(*(*row[:10], STATUS_OF_RANK[row[10]], *row[11:18], *row[-_TAIL:])) for row in rows
+    ]
     has_next = more if not reverse else cursor is not None
     has_prev = (cursor is not None) if not reverse else more
     next_cursor = prev_cursor = None
@@ -266,8 +283,12 @@ async def page(
     return AddressPage(items=items, next_cursor=next_cursor, prev_cursor=prev_cursor)
 
 
+# The columns addresses_page selects after the sort keys: http_status and health.
+_TAIL = 2
+
+
 def _cursor(sort_name: str, sort: Sort, direction: Literal["next", "prev"], row: Any) -> str:
-    key: list[str | float | int] = [sort.to_cursor(v) for v in row[18:]]
+    key: list[str | float | int] = [sort.to_cursor(v) for v in row[18:-_TAIL]]
     return encode(Cursor(sort_name, direction, key, row[0]))
 
 

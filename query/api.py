@@ -57,6 +57,12 @@ TextParam = Annotated[
 ]
 AgentParam = Annotated[str | None, QueryParameter(description="Only this agent's rows.")]
 SortParam = Annotated[str, QueryParameter(description="name, status, latency or last_ok.")]
+HealthParam = Annotated[
+    str | None,
+    QueryParameter(
+        description="Comma-separated Docker health states to keep: healthy, unhealthy, starting."
+    ),
+]
 TargetId = Annotated[int, PathParameter(description="The target's id.", ge=1, le=2**31 - 1)]
 FromParam = Annotated[
     str | None,
@@ -79,7 +85,9 @@ IdsParam = Annotated[
 ]
 
 
-def filters(status: str | None, q: str | None, agent: str | None) -> Filters:
+def filters(
+    status: str | None, q: str | None, agent: str | None, health: str | None = None
+) -> Filters:
     """The listing filters, each checked."""
     statuses: tuple[str, ...] = ()
     if status:
@@ -93,7 +101,16 @@ def filters(status: str | None, q: str | None, agent: str | None) -> Filters:
         params.bad("q", "q must be at most 200 characters, without NUL")
     if agent is not None and (len(agent) > 256 or "\x00" in agent):
         params.bad("agent", "agent must be at most 256 characters, without NUL")
-    return Filters(statuses=statuses, q=q or "", agent=agent or "")
+    healths: tuple[str, ...] = ()
+    if health:
+        healths = tuple(h.strip() for h in health.split(",") if h.strip())
+        unknown = [h for h in healths if h not in addresses.HEALTHS]
+        if unknown:
+            params.bad(
+                "health",
+                f"unknown health {unknown[0][:40]!r}; expected one of {', '.join(addresses.HEALTHS)}",
+            )
+    return Filters(statuses=statuses, q=q or "", agent=agent or "", healths=healths)
 
 
 @dataclass(frozen=True)
@@ -107,14 +124,20 @@ class PageRequest:
 
 
 def page_request(
-    limit: int, cursor: str | None, status: str | None, q: str | None, agent: str | None, sort: str
+    limit: int,
+    cursor: str | None,
+    status: str | None,
+    q: str | None,
+    agent: str | None,
+    sort: str,
+    health: str | None = None,
 ) -> PageRequest:
     """Check the listing's parameters, before any database work."""
     if sort not in addresses.SORTS:
         params.bad(
             "sort", f"unknown sort {sort[:40]!r}; expected one of {', '.join(addresses.SORTS)}"
         )
-    chosen = filters(status, q, agent)
+    chosen = filters(status, q, agent, health)
     try:
         position = addresses.parse_cursor(cursor, sort)
     except BadCursor as exc:
@@ -143,9 +166,10 @@ async def list_addresses(
     q: TextParam = None,
     agent: AgentParam = None,
     sort: SortParam = "name",
+    health: HealthParam = None,
 ) -> AddressPage:
     """Every address with its latest state, in keyset pages (next_cursor, prev_cursor)."""
-    wanted = page_request(limit, cursor, status, q, agent, sort)
+    wanted = page_request(limit, cursor, status, q, agent, sort, health)
     async with connection(state.pool) as conn:
         return await address_page(conn, wanted)
 

@@ -24,6 +24,15 @@ def exposition(rows: Iterable[Mapping[str, Any]]) -> bytes:
         "# HELP dockping_target_latency_seconds Connect time of the last successful probe.",
         "# TYPE dockping_target_latency_seconds gauge",
     ]
+    http_status = [
+        "# HELP dockping_target_http_status HTTP status code of the last HTTP(S) probe.",
+        "# TYPE dockping_target_http_status gauge",
+    ]
+    tls_not_after = [
+        "# HELP dockping_target_tls_not_after_seconds When the target's TLS certificate expires"
+        " (Unix time).",
+        "# TYPE dockping_target_tls_not_after_seconds gauge",
+    ]
     for row in rows:
         labels = ",".join(
             f'{name}="{_label(row[key])}"'
@@ -40,4 +49,10 @@ def exposition(rows: Iterable[Mapping[str, Any]]) -> bytes:
             latency.append(
                 f"dockping_target_latency_seconds{{{labels}}} {float(row['latency_ms']) / 1000:.6f}"
             )
-    return ("\n".join(up + latency) + "\n").encode()
+        if row.get("http_status") is not None:
+            http_status.append(f"dockping_target_http_status{{{labels}}} {int(row['http_status'])}")
+        if row.get("tls_not_after") is not None:
+            tls_not_after.append(
+                f"dockping_target_tls_not_after_seconds{{{labels}}} {float(row['tls_not_after']):.0f}"
+            )
+    return ("\n".join(up + latency + http_status + tls_not_after) + "\n").encode()

@@ -21,6 +21,7 @@ from query import addresses, agents, charts, history, latency, params
 from query.api import (
     AgentParam,
     CursorParam,
+    HealthParam,
     Limit,
     SortParam,
     StatusParam,
@@ -76,9 +77,10 @@ async def addresses_page(
     q: TextParam = None,
     agent: AgentParam = None,
     sort: SortParam = "name",
+    health: HealthParam = None,
 ) -> Template:
     """The status table, for people."""
-    wanted = page_request(limit, cursor, status, q, agent, sort)
+    wanted = page_request(limit, cursor, status, q, agent, sort, health)
     now = datetime.now(UTC)
     async with connection(state.pool) as conn:
         result = await address_page(conn, wanted)
@@ -87,6 +89,7 @@ async def addresses_page(
         )
         silent = await _silent(conn, state, now)
     base = {"status": status or "", "q": q or "", "agent": agent or "", "sort": sort}
+    base["health"] = health or ""
     if limit != 50:
         base["limit"] = str(limit)
     kept = {k: v for k, v in base.items() if v and not (k == "sort" and v == "name")}
@@ -96,6 +99,7 @@ async def addresses_page(
             "page": result,
             "filters": base,
             "statuses": addresses.STATUSES,
+            "healths": addresses.HEALTHS,
             "sorts": list(addresses.SORTS),
             "now": now,
             "silent": silent,

@@ -120,8 +120,9 @@ class Containers:
         expose: tuple[int, ...] = (),
         labels: dict[str, str] | None = None,
         network: str | None = None,
+        options: tuple[str, ...] = (),
     ) -> str:
-        """Start a container; return its name."""
+        """Start a container (with more `docker run` options, if any); return its name."""
         name = self.name(stem)
         args = ["run", "-d", "--name", name, "--label", f"{LABEL}={self.session}"]
         for port in expose:
@@ -130,7 +131,7 @@ class Containers:
             args += ["--label", f"{key}={value}"]
         if network:
             args += ["--network", network]
-        docker(*args, self.image, *command)
+        docker(*args, *options, self.image, *command)
         self.names.append(name)
         return name
 

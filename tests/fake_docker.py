@@ -49,6 +49,17 @@ def inspect_payload(
     }
 
 
+def _status_text(state: dict[str, Any]) -> str:
+    """The listing's Status, as Docker writes it: "Up 1 minute (unhealthy)"."""
+    health = (state.get("Health") or {}).get("Status")
+    shown = {
+        "starting": " (health: starting)",
+        "healthy": " (healthy)",
+        "unhealthy": " (unhealthy)",
+    }
+    return "Up 1 minute" + shown.get(health, "")
+
+
 def _summary(inspect: dict[str, Any]) -> dict[str, Any]:
     state = inspect["State"]
     return {
@@ -56,6 +67,7 @@ def _summary(inspect: dict[str, Any]) -> dict[str, Any]:
         "Names": [inspect["Name"]],
         "Labels": inspect["Config"]["Labels"],
         "State": "paused" if state["Paused"] else "running",
+        "Status": _status_text(state),
         "Ports": [
             {"PrivatePort": int(spec.partition("/")[0]), "Type": "tcp"}
             for spec in inspect["Config"]["ExposedPorts"]

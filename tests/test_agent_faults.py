@@ -289,3 +289,32 @@ async def test_an_answer_of_an_unforeseen_shape_is_survived(fake: FakeDocker) ->
             await until(lambda: run.seen.targets.get("c11"), "c11 once readable")
         assert [e["event"] for e in logs].count("docker.unreachable") == 1
         assert run.discovery.docker_ok
+
+
+async def test_docker_health_comes_from_inspects_and_events_once_each(fake: FakeDocker) -> None:
+    """A health found by an inspect is sent at Docker's last check; an event's is sent once, not again by the next resync; one missed is found by a resync."""
+    from datetime import UTC, datetime
+
+    fake.containers["c1"] = inspect_payload("c1", "web", {"bridge": "10.99.0.2"})
+    fake.containers["c1"]["State"]["Health"] = {
+        "Status": "unhealthy",
+        "Log": [{"End": "2026-11-27T20:00:05.500000001Z", "ExitCode": 1}],
+    }
+    async with Running(fake, resync=0.2) as run:
+        await until(lambda: "health_status" in run.seen.actions("c1"), "the inspected health")
+        [found] = [e for e in run.seen.lifecycle if e.action == "health_status"]
+        assert (found.health, found.time) == (
+            "unhealthy",
+            datetime(2026, 11, 27, 20, 0, 5, 500000, tzinfo=UTC),
+        )
+        fake.containers["c1"]["State"]["Health"]["Status"] = "healthy"
+        fake.emit("container", "health_status: healthy", "c1", name="web")
+        await until(lambda: run.seen.actions("c1").count("health_status") == 2, "the event")
+        resyncs = run.discovery.resyncs
+        await until(lambda: run.discovery.resyncs >= resyncs + 3, "three more resyncs")
+        healths = [e.health for e in run.seen.lifecycle if e.action == "health_status"]
+        assert healths == ["unhealthy", "healthy"]
+        # An event missed: the listing's Status changes, and a resync's inspect finds it.
+        fake.containers["c1"]["State"]["Health"]["Status"] = "unhealthy"
+        await until(lambda: run.seen.actions("c1").count("health_status") == 3, "the resync")
+        assert run.seen.lifecycle[-1].health == "unhealthy"

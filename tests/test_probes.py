@@ -88,7 +88,7 @@ def test_icmp_echo_works_where_unprivileged_icmp_is_allowed() -> None:
 
 
 def test_the_registry_holds_one_probe_per_protocol() -> None:
-    """Probes are looked up by protocol: tcp and icmp, as the contract names them."""
+    """Probes are looked up by protocol: tcp, icmp, http and https, as the contract names them."""
     from agent.probes import REGISTRY
 
-    assert sorted(REGISTRY) == ["icmp", "tcp"]
+    assert sorted(REGISTRY) == ["http", "https", "icmp", "tcp"]

@@ -49,10 +49,14 @@ ACTIONS = [
     "network_disconnect",
 ]
 LATEST = """
-SELECT target_id, agent, container_id, container_name, image, compose_project, network, ip,
-       port, protocol, status, latency_ms::float8 AS latency_ms, error, last_probe_at,
-       last_ok_at, status_since, consecutive_failures, last_error
-FROM latest_state WHERE NOT removed
+SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
+       l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms::float8 AS latency_ms, l.error,
+       l.last_probe_at, l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error,
+       (SELECT d.http_status FROM target_detail d WHERE d.target_id = l.target_id) AS http_status,
+       (SELECT cs.health FROM targets t JOIN container_state cs USING (container_key)
+        WHERE t.target_id = l.target_id) AS health
+FROM latest_state l
+WHERE NOT l.removed
 """
 
 

@@ -262,3 +262,64 @@ SELECT dockping_drop_partitions(%(cutoff)s)
 -- notify_events --
 -- Tell listeners (query, notifier) that events were committed.
 SELECT pg_notify('dockping_events', %(payload)s)
+
+-- append_probe_details --
+-- Append the changes among a batch's http and https probe events (see migration 14): an
+-- event is a row of probe_details when its status differs from the one before it (the batch's
+-- previous event of the target, else the newest row at or before it), when it brings a
+-- certificate expiry other than the last one known, or when it is its target's first of the
+-- UTC day (so that a day's partition holds the state it starts with, and retention never
+-- drops the only row of a target stable for longer). Rows already stored are skipped; the
+-- newest folds into target_detail. The caller holds lock_agent, as for the events.
+WITH incoming AS (
+    SELECT i.*, lag(i.time) OVER w IS NOT NULL AS follows,
+           lag(i.http_status) OVER w AS prev_status, lag(i.tls_not_after) OVER w AS prev_tls
+    FROM unnest(%(times)s::timestamptz[], %(target_ids)s::integer[],
+                %(http_statuses)s::smallint[], %(tls_not_after)s::timestamptz[])
+         AS i (time, target_id, http_status, tls_not_after)
+    WINDOW w AS (PARTITION BY i.target_id, date_bin('1 day', i.time, timestamptz 'epoch')
+                 ORDER BY i.time)
+), compared AS (
+    SELECT n.time, n.target_id, n.http_status, n.tls_not_after,
+           n.follows OR s.target_id IS NOT NULL AS has_before,
+           CASE WHEN n.follows THEN n.prev_status ELSE s.http_status END AS before_status,
+           coalesce(CASE WHEN n.follows THEN n.prev_tls END, k.tls_not_after) AS before_tls
+    FROM incoming n
+    LEFT JOIN LATERAL (
+        SELECT d.target_id, d.http_status FROM probe_details d
+        WHERE d.target_id = n.target_id AND d.time <= n.time
+          AND d.time >= date_bin('1 day', n.time, timestamptz 'epoch')
+        ORDER BY d.time DESC LIMIT 1
+    ) s ON NOT n.follows
+    LEFT JOIN LATERAL (
+        SELECT d.tls_not_after FROM probe_details d
+        WHERE d.target_id = n.target_id AND d.time <= n.time AND d.tls_not_after IS NOT NULL
+          AND d.time >= date_bin('1 day', n.time, timestamptz 'epoch')
+        ORDER BY d.time DESC LIMIT 1
+    ) k ON n.tls_not_after IS NOT NULL
+), new AS (
+    INSERT INTO probe_details (time, target_id, http_status, tls_not_after)
+    SELECT time, target_id, http_status,
+           CASE WHEN NOT has_before OR tls_not_after IS DISTINCT FROM before_tls
+                THEN tls_not_after END
+    FROM compared
+    WHERE NOT has_before
+       OR http_status IS DISTINCT FROM before_status
+       OR (tls_not_after IS NOT NULL AND tls_not_after IS DISTINCT FROM before_tls)
+    ORDER BY target_id, time
+    ON CONFLICT DO NOTHING
+    RETURNING *
+), newest AS (
+    SELECT DISTINCT ON (target_id) * FROM new ORDER BY target_id, time DESC
+)
+INSERT INTO target_detail AS s (target_id, changed_at, http_status, tls_not_after)
+SELECT target_id, time, http_status,
+       (SELECT n.tls_not_after FROM new n WHERE n.target_id = newest.target_id
+          AND n.tls_not_after IS NOT NULL ORDER BY n.time DESC LIMIT 1)
+FROM newest
+ORDER BY target_id
+ON CONFLICT (target_id) DO UPDATE SET
+    changed_at = EXCLUDED.changed_at,
+    http_status = EXCLUDED.http_status,
+    tls_not_after = coalesce(EXCLUDED.tls_not_after, s.tls_not_after)
+WHERE EXCLUDED.changed_at > s.changed_at

@@ -4,7 +4,11 @@ SELECT pg_try_advisory_lock(7008)
 
 -- notify_pending_probes --
 -- Probe events newer than each target's notifier position (targets first seen: since horizon).
-SELECT t.target_id, e.time, e.latency_us
+-- With detailed (rules with tls_expires_within or unhealthy), each event's certificate expiry
+-- (the newest one in probe_details up to it) and its container's Docker health then (the
+-- newest health_status event up to it); without, nulls, and neither is read (the planner
+-- drops a join whose condition is false).
+SELECT t.target_id, e.time, e.latency_us, d.tls_not_after, h.health
 FROM targets t
 LEFT JOIN notify_targets n USING (target_id)
 CROSS JOIN LATERAL (
@@ -16,6 +20,19 @@ CROSS JOIN LATERAL (
     ORDER BY dockping_bucket(p.time), p.time
     LIMIT %(per_target)s
 ) e
+LEFT JOIN LATERAL (
+    SELECT c.tls_not_after FROM probe_details c
+    WHERE c.target_id = t.target_id AND c.time <= e.time AND c.tls_not_after IS NOT NULL
+    ORDER BY c.time DESC
+    LIMIT 1
+) d ON %(detailed)s::boolean
+LEFT JOIN LATERAL (
+    SELECT c.detail ->> 'health' AS health
+    FROM container_events c
+    WHERE c.container_key = t.container_key AND c.action = 'health_status' AND c.time <= e.time
+    ORDER BY c.time DESC
+    LIMIT 1
+) h ON %(detailed)s::boolean
 WHERE %(target_ids)s::integer[] IS NULL OR t.target_id = ANY(%(target_ids)s::integer[])
 ORDER BY t.target_id, e.time
 

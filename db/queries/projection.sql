@@ -107,3 +107,18 @@ SELECT container_key, detail ->> 'network', max(time)
 FROM container_events
 WHERE action = 'network_disconnect' AND detail ->> 'network' IS NOT NULL
 GROUP BY 1, 2
+
+-- delete_target_details --
+-- Forget the folded HTTP(S) detail of every target (before a full rebuild).
+DELETE FROM target_detail
+
+-- rebuild_target_details --
+-- Fold the stored HTTP(S) changes into target_detail, as append_probe_details does: the
+-- newest row's status, the newest certificate expiry known.
+INSERT INTO target_detail (target_id, changed_at, http_status, tls_not_after)
+SELECT DISTINCT ON (d.target_id) d.target_id, d.time, d.http_status,
+       (SELECT c.tls_not_after FROM probe_details c
+        WHERE c.target_id = d.target_id AND c.tls_not_after IS NOT NULL
+        ORDER BY c.time DESC LIMIT 1)
+FROM probe_details d
+ORDER BY d.target_id, d.time DESC

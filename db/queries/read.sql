@@ -17,7 +17,9 @@ SELECT p.target_id, a.agent, a.container_id, a.container_name, a.image, a.compos
                THEN p.action_at
            ELSE s.status_since
        END AS status_since,
-       s.consecutive_failures, le.error AS last_error, {keys}
+       s.consecutive_failures, le.error AS last_error, {keys},
+       -- Last, after the keys: the last probe's HTTP status, the container's health.
+       d.http_status, cs.health
 FROM (
     SELECT lc.target_id, lc.action, lc.action_at, {inner_keys}
     FROM address_lifecycle lc
@@ -33,14 +35,21 @@ JOIN address_listing a ON a.target_id = p.target_id
 LEFT JOIN target_state s ON s.target_id = p.target_id
 LEFT JOIN probe_errors pe ON pe.code = -s.latency_us
 LEFT JOIN probe_errors le ON le.code = s.last_error
+LEFT JOIN target_detail d ON d.target_id = p.target_id
+LEFT JOIN container_state cs ON cs.container_key = a.container_key
 ORDER BY {outer_order}
 
 -- target_by_id --
 -- One target with its current state.
-SELECT target_id, agent, container_id, container_name, image, compose_project, network, ip, port,
-       protocol, status, latency_ms, error, last_probe_at, last_ok_at, status_since,
-       consecutive_failures, last_error, NULL AS sort_key
-FROM latest_state WHERE target_id = %(target_id)s
+SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
+       l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
+       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, NULL AS sort_key,
+       d.http_status, cs.health
+FROM latest_state l
+JOIN targets t USING (target_id)
+LEFT JOIN target_detail d USING (target_id)
+LEFT JOIN container_state cs ON cs.container_key = t.container_key
+WHERE l.target_id = %(target_id)s
 
 -- target_events_page --
 -- A target's raw probe events, newest first, after a keyset position (in the order of the
@@ -65,15 +74,21 @@ ORDER BY a.name
 
 -- metrics_targets --
 -- The state of every current target, for /metrics.
-SELECT agent, container_name, ip, port, protocol, status, latency_ms
-FROM latest_state WHERE NOT removed
+SELECT l.agent, l.container_name, l.ip, l.port, l.protocol, l.status, l.latency_ms,
+       d.http_status, extract(epoch FROM d.tls_not_after)::float8 AS tls_not_after
+FROM latest_state l LEFT JOIN target_detail d USING (target_id)
+WHERE NOT l.removed
 
 -- target_detail --
 -- One target with its current state and its container's key, for the detail page.
 SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
        l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
-       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, t.container_key
-FROM latest_state l JOIN targets t USING (target_id)
+       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, t.container_key,
+       d.http_status, d.tls_not_after, cs.health
+FROM latest_state l
+JOIN targets t USING (target_id)
+LEFT JOIN target_detail d USING (target_id)
+LEFT JOIN container_state cs ON cs.container_key = t.container_key
 WHERE l.target_id = %(target_id)s
 
 -- stream_rows --
