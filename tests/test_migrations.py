@@ -220,5 +220,10 @@ def test_auto_picks_timescaledb_where_the_extension_exists() -> None:
     assert backend == "timescaledb"
     assert applied == [m.version for m in migrations("timescaledb")]
     assert again == ("timescaledb", [])
-    assert hypertables == [("container_events",), ("heartbeats",), ("probe_events",)]
+    assert hypertables == [
+        ("container_events",),
+        ("heartbeats",),
+        ("probe_details",),
+        ("probe_events",),
+    ]
     assert caggs == [("probe_hour",), ("probe_minute",)]

@@ -333,11 +333,13 @@ def test_timescaledb_policies_follow_the_settings() -> None:
     assert names == [
         ("policy_compression", "container_events"),
         ("policy_compression", "heartbeats"),
+        ("policy_compression", "probe_details"),
         ("policy_compression", "probe_events"),
         ("policy_refresh_continuous_aggregate", "probe_hour"),
         ("policy_refresh_continuous_aggregate", "probe_minute"),
         ("policy_retention", "container_events"),
         ("policy_retention", "heartbeats"),
+        ("policy_retention", "probe_details"),
         ("policy_retention", "probe_events"),
         ("policy_retention", "probe_hour"),
         ("policy_retention", "probe_minute"),
