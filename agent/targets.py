@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockping.settings import Duration
+
+if TYPE_CHECKING:
+    from agent.netns import Namespace
 
 ENABLE_LABEL = "dockping.enable"
 PORTS_LABEL = "dockping.ports"
 INTERVAL_LABEL = "dockping.interval"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+# A Swarm task's stack and service fill the same columns as a compose project and service.
+STACK_NAMESPACE = "com.docker.stack.namespace"
+SWARM_SERVICE = "com.docker.swarm.service.name"
 
 
 @dataclass(frozen=True, order=True)
@@ -26,6 +32,10 @@ class Target:
     network: str = field(compare=False, default="")
     container_name: str = field(compare=False, default="")
     interval: float | None = field(compare=False, default=None)
+    vantage: str = field(compare=False, default="host")
+    """host: probed from the agent's own network; container: from inside the container's
+    (through `netns`); none: not probed, no vantage of the agent reaches it (agent/vantage.py)."""
+    netns: Namespace | None = field(compare=False, default=None, repr=False)
 
     @property
     def key(self) -> tuple[str, str, int | None, str]:
@@ -50,11 +60,23 @@ class Container:
     targets: tuple[Target, ...]
     note: str = ""
     """Why the container has no targets, when it has none."""
+    pid: int = 0
+    """State.Pid: a process in the container's namespaces, as the host's PID namespace sees it."""
 
 
 def disabled(labels: dict[str, str]) -> bool:
     """Whether the label dockping.enable turns a container off."""
     return labels.get(ENABLE_LABEL, "").strip().lower() in ("false", "0", "no", "off")
+
+
+def project_of(labels: dict[str, str]) -> str:
+    """The compose project, or else the Swarm stack, a container belongs to."""
+    return labels.get(COMPOSE_PROJECT) or labels.get(STACK_NAMESPACE, "")
+
+
+def service_of(labels: dict[str, str]) -> str:
+    """The compose service, or else the Swarm service, a container runs."""
+    return labels.get(COMPOSE_SERVICE) or labels.get(SWARM_SERVICE, "")
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -167,11 +189,17 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
         image=str(config.get("Image") or ""),
         running=running,
         paused=paused,
-        compose_project=labels.get(COMPOSE_PROJECT, ""),
-        compose_service=labels.get(COMPOSE_SERVICE, ""),
+        compose_project=project_of(labels),
+        compose_service=service_of(labels),
         labels=labels,
         networks=networks,
         ports=ports,
         targets=tuple(targets),
         note=note,
+        pid=_pid(state),
     )
+
+
+def _pid(state: dict[str, Any]) -> int:
+    pid = state.get("Pid")
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else 0

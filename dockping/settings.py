@@ -147,6 +147,8 @@ class AgentSettings(_Section, frozen=True):
     """On SIGTERM, how long to keep sending before spooling the rest and exiting."""
     identity_log: str = ""
     """Empty: off. A file to which the identity of every event spooled (or dropped) is appended."""
+    enter_namespaces: bool = True
+    """Addresses the agent's network does not reach directly are probed from inside the container's network namespace; false: not probed."""
 
 
 class NotifyRule(_Section, frozen=True):

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from db.queries import sql
 from query.cursor import BadCursor, Cursor, decode, encode
+from query.display import vantage_of
 
 Status = Literal["up", "down", "stopped", "unknown"]
 STATUSES: tuple[Status, ...] = ("up", "down", "stopped", "unknown")
@@ -143,6 +144,10 @@ class Address(msgspec.Struct, frozen=True):
     status_since: datetime | None
     consecutive_failures: int | None
     last_error: str | None
+    vantage: str | None = None
+    """host: probed from the agent's network; container: from inside the container's; null:
+    not said, or not probed (then `note` says why)."""
+    note: str | None = None
 
 
 class AddressPage(msgspec.Struct, frozen=True):
@@ -254,8 +259,11 @@ async def page(
     if reverse:
         rows.reverse()
     # Rows become structs positionally: no dict per row, no conversion pass. The columns are
-    # Address's, with the status as a rank (column 10), then the sort keys.
-    items = [Address(*(*row[:10], STATUS_OF_RANK[row[10]], *row[11:18])) for row in rows]
+    # Address's, with the status as a rank (column 10), then the sort keys, then the vantage.
+    items = [
+        Address(*(*row[:10], STATUS_OF_RANK[row[10]], *row[11:18], *vantage_of(row[-1])))
+        for row in rows
+    ]
     has_next = more if not reverse else cursor is not None
     has_prev = (cursor is not None) if not reverse else more
     next_cursor = prev_cursor = None
@@ -267,7 +275,7 @@ async def page(
 
 
 def _cursor(sort_name: str, sort: Sort, direction: Literal["next", "prev"], row: Any) -> str:
-    key: list[str | float | int] = [sort.to_cursor(v) for v in row[18:]]
+    key: list[str | float | int] = [sort.to_cursor(v) for v in row[18:-1]]
     return encode(Cursor(sort_name, direction, key, row[0]))
 
 
@@ -278,7 +286,9 @@ async def one(conn: psycopg.AsyncConnection, target_id: int) -> Address | None:
         row = await cur.fetchone()
     if row is None:
         return None
-    return msgspec.convert({k: v for k, v in row.items() if k != "sort_key"}, Address)
+    vantage, note = vantage_of(row.pop("vantage_code"))
+    fields = {k: v for k, v in row.items() if k != "sort_key"}
+    return msgspec.convert(fields | {"vantage": vantage, "note": note}, Address)
 
 
 def _escape_like(text: str) -> str:

@@ -1,5 +1,5 @@
 -- addresses_page --
--- One page of the address listing, in order. The inner query finds the page's ids and sort
+-- One page of the address listing, in order, with each target's vantage code last. The inner query finds the page's ids and sort
 -- keys in address_lifecycle and target_state (and address_listing when the name order or a
 -- text filter needs it): the name order walks an index, the others compute one integer or
 -- time per row and keep the best few. The outer one reads those rows in full; status (as a
@@ -17,7 +17,7 @@ SELECT p.target_id, a.agent, a.container_id, a.container_name, a.image, a.compos
                THEN p.action_at
            ELSE s.status_since
        END AS status_since,
-       s.consecutive_failures, le.error AS last_error, {keys}
+       s.consecutive_failures, le.error AS last_error, {keys}, tv.vantage
 FROM (
     SELECT lc.target_id, lc.action, lc.action_at, {inner_keys}
     FROM address_lifecycle lc
@@ -30,17 +30,19 @@ FROM (
     LIMIT %(limit)s
 ) p
 JOIN address_listing a ON a.target_id = p.target_id
+JOIN targets tv ON tv.target_id = p.target_id
 LEFT JOIN target_state s ON s.target_id = p.target_id
 LEFT JOIN probe_errors pe ON pe.code = -s.latency_us
 LEFT JOIN probe_errors le ON le.code = s.last_error
 ORDER BY {outer_order}
 
 -- target_by_id --
--- One target with its current state.
-SELECT target_id, agent, container_id, container_name, image, compose_project, network, ip, port,
-       protocol, status, latency_ms, error, last_probe_at, last_ok_at, status_since,
-       consecutive_failures, last_error, NULL AS sort_key
-FROM latest_state WHERE target_id = %(target_id)s
+-- One target with its current state, and its vantage's code (targets.vantage).
+SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
+       l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
+       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, NULL AS sort_key,
+       t.vantage AS vantage_code
+FROM latest_state l JOIN targets t USING (target_id) WHERE l.target_id = %(target_id)s
 
 -- target_events_page --
 -- A target's raw probe events, newest first, after a keyset position (in the order of the
@@ -72,7 +74,8 @@ FROM latest_state WHERE NOT removed
 -- One target with its current state and its container's key, for the detail page.
 SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
        l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
-       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, t.container_key
+       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, t.container_key,
+       t.vantage AS vantage_code
 FROM latest_state l JOIN targets t USING (target_id)
 WHERE l.target_id = %(target_id)s
 

@@ -1,0 +1,147 @@
+"""Sockets made inside another network namespace: a container's, entered by a worker thread.
+
+A socket belongs to the namespace it was made in for its whole life, so only the making needs
+the namespace: one thread enters it with setns(2) and makes the socket, and the connect runs on
+the event loop like any other. The event loop's own thread never leaves the agent's namespace,
+so nothing else the agent opens (the Docker socket, ingest) can end up in a container's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import socket
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+CLONE_NEWNET = 0x40000000
+# Initial namespaces have fixed inode numbers (include/linux/proc_ns.h): PROC_PID_INIT_INO.
+HOST_PID_NAMESPACE_INODE = 0xEFFFFFFC
+CAP_SYS_ADMIN = 21
+
+
+class NamespaceError(OSError):
+    """A container's network namespace cannot be opened or entered."""
+
+
+def _setns(fd: int) -> None:
+    setns = getattr(os, "setns", None)  # Python 3.12+
+    if setns is not None:
+        setns(fd, CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise NamespaceError(code, f"setns: {os.strerror(code)}")
+
+
+def entry_denied(proc: Path = Path("/proc")) -> str | None:
+    """Why this process cannot enter containers' network namespaces, or None when it can."""
+    try:
+        status = (proc / "self" / "status").read_text()
+        pid_namespace = (proc / "self" / "ns" / "pid").stat().st_ino
+    except OSError as exc:
+        return f"cannot read {proc}/self: {exc.strerror}"
+    effective = next(
+        (int(line.split()[1], 16) for line in status.splitlines() if line.startswith("CapEff:")), 0
+    )
+    if not effective >> CAP_SYS_ADMIN & 1:
+        return "the agent lacks CAP_SYS_ADMIN"
+    if pid_namespace != HOST_PID_NAMESPACE_INODE:
+        # Docker names containers' processes by their PIDs in the host's PID namespace.
+        return "the agent is not in the host's PID namespace"
+    return None
+
+
+class Namespace:
+    """An open handle on one container's network namespace (its /proc/<pid>/ns/net)."""
+
+    def __init__(self, pid: int, maker: SocketMaker) -> None:
+        path = f"/proc/{pid}/ns/net"
+        try:
+            self.fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise NamespaceError(exc.errno, f"{path}: {exc.strerror}") from None
+        self.pid = pid
+        self._maker = maker
+
+    def socket(self, family: int, kind: int, proto: int) -> socket.socket:
+        """A non-blocking socket made inside this namespace."""
+        return self._maker.make(self, family, kind, proto)
+
+    def close(self) -> None:
+        """Let the namespace go (the container stopped); the handle makes no socket after."""
+        if self.fd is not None:
+            self._maker.leave(self)
+            os.close(self.fd)
+            self.fd = None
+
+
+# A request: the namespace, the socket's family, kind and protocol, and where to answer.
+# Kind _LEAVE asks the thread to go home if it is inside that namespace.
+_Request = tuple[Namespace, int, int, int, "Future[socket.socket | None]"]
+_LEAVE = -1
+
+
+class SocketMaker:
+    """One worker thread that makes sockets in whichever namespace each request names."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def make(self, namespace: Namespace, family: int, kind: int, proto: int) -> socket.socket:
+        """A socket made in `namespace`; the caller waits the few microseconds it takes."""
+        if namespace.fd is None:
+            raise NamespaceError(0, "the container's network namespace was closed")
+        sock = self._ask(namespace, family, kind, proto)
+        assert sock is not None
+        return sock
+
+    def leave(self, namespace: Namespace) -> None:
+        """Have the thread go home if it is still inside `namespace`, before its fd closes."""
+        if self._thread is not None:
+            self._ask(namespace, 0, _LEAVE, 0)
+
+    def _ask(
+        self, namespace: Namespace, family: int, kind: int, proto: int
+    ) -> socket.socket | None:
+        self._start()
+        answer: Future[socket.socket | None] = Future()
+        self._requests.put((namespace, family, kind, proto, answer))
+        return answer.result()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                self._thread = threading.Thread(
+                    target=self._serve, args=(home,), name="netns-sockets", daemon=True
+                )
+                self._thread.start()
+
+    def _serve(self, home: int) -> None:
+        inside: Namespace | None = None  # a reference, so that no later handle looks the same
+        while True:
+            namespace, family, kind, proto, answer = self._requests.get()
+            try:
+                if kind == _LEAVE:
+                    if inside is namespace:
+                        _setns(home)
+                        inside = None
+                    answer.set_result(None)
+                    continue
+                if inside is not namespace:
+                    if namespace.fd is None:
+                        raise NamespaceError(0, "the container's network namespace was closed")
+                    _setns(namespace.fd)
+                    inside = namespace
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+            except OSError as exc:
+                answer.set_exception(exc)
+            else:
+                answer.set_result(sock)
