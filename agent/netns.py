@@ -14,16 +14,25 @@ import queue
 import socket
 import threading
 from concurrent.futures import Future
+from functools import cache
 from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
 # Initial namespaces have fixed inode numbers (include/linux/proc_ns.h): PROC_PID_INIT_INO.
 HOST_PID_NAMESPACE_INODE = 0xEFFFFFFC
 CAP_SYS_ADMIN = 21
+# Making a socket takes microseconds; past this the thread is stuck, and the probe fails
+# rather than the event loop waiting on.
+_MAKE_TIMEOUT = 5.0
 
 
 class NamespaceError(OSError):
     """A container's network namespace cannot be opened or entered."""
+
+
+@cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _setns(fd: int) -> None:
@@ -31,8 +40,7 @@ def _setns(fd: int) -> None:
     if setns is not None:
         setns(fd, CLONE_NEWNET)
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise NamespaceError(code, f"setns: {os.strerror(code)}")
 
@@ -112,7 +120,10 @@ class SocketMaker:
         self._start()
         answer: Future[socket.socket | None] = Future()
         self._requests.put((namespace, family, kind, proto, answer))
-        return answer.result()
+        try:
+            return answer.result(_MAKE_TIMEOUT)
+        except TimeoutError:
+            raise NamespaceError(0, "the namespace thread did not answer") from None
 
     def _start(self) -> None:
         with self._lock:
@@ -141,7 +152,7 @@ class SocketMaker:
                     inside = namespace
                 sock = socket.socket(family, kind, proto)
                 sock.setblocking(False)
-            except OSError as exc:
+            except Exception as exc:  # the thread must outlive any failure, and answer it
                 answer.set_exception(exc)
             else:
                 answer.set_result(sock)

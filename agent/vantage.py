@@ -53,6 +53,9 @@ class Routes:
             route = self._netlink.route("get", dst=ip)[0]
         except NetlinkError:
             return False  # no route, a blackhole, unreachable or prohibited
+        except Exception as exc:  # an address netlink cannot look up is not direct: safe
+            log.warning("vantage.route_failed", ip=ip, error=f"{type(exc).__name__}: {exc}")
+            return False
         if route["type"] == _RTN_LOCAL:
             return True
         if route["type"] != _RTN_UNICAST or any(
