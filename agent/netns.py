@@ -8,11 +8,13 @@ so nothing else the agent opens (the Docker socket, ingest) can end up in a cont
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import queue
 import socket
 import threading
+from collections import deque
 from concurrent.futures import Future
 from functools import cache
 from pathlib import Path
@@ -64,7 +66,12 @@ def entry_denied(proc: Path = Path("/proc")) -> str | None:
 
 
 class Namespace:
-    """An open handle on one container's network namespace (its /proc/<pid>/ns/net)."""
+    """An open handle on one container's network namespace (its /proc/<pid>/ns/net).
+
+    It keeps a few sockets made in advance, refilled by the worker thread a few at a time:
+    a probe then takes one at once, and the thread wakes once for several probes instead of
+    the event loop waiting on it for each.
+    """
 
     def __init__(self, pid: int, maker: SocketMaker) -> None:
         path = f"/proc/{pid}/ns/net"
@@ -74,23 +81,49 @@ class Namespace:
             raise NamespaceError(exc.errno, f"{path}: {exc.strerror}") from None
         self.pid = pid
         self._maker = maker
+        self.stock: dict[_Kind, deque[socket.socket]] = {}
+        self.refilling: set[_Kind] = set()
 
     def socket(self, family: int, kind: int, proto: int) -> socket.socket:
         """A non-blocking socket made inside this namespace."""
-        return self._maker.make(self, family, kind, proto)
+        key = (family, kind, proto)
+        stock = self.stock.get(key)
+        sock = None
+        if stock:
+            with contextlib.suppress(IndexError):
+                sock = stock.popleft()
+        if sock is not None:
+            self._maker.took()
+        if (stock is None or len(stock) <= _LOW) and key not in self.refilling:
+            self.stock.setdefault(key, deque())
+            self.refilling.add(key)
+            self._maker.refill(self, key)
+        return sock if sock is not None else self._maker.make(self, family, kind, proto)
 
     def close(self) -> None:
         """Let the namespace go (the container stopped); the handle makes no socket after."""
         if self.fd is not None:
-            self._maker.leave(self)
+            self._maker.leave(self)  # after every refill asked before: none follows
             os.close(self.fd)
             self.fd = None
+            for stock in self.stock.values():
+                while stock:
+                    stock.popleft().close()
+                    self._maker.took()
 
 
-# A request: the namespace, the socket's family, kind and protocol, and where to answer.
-# Kind _LEAVE asks the thread to go home if it is inside that namespace.
-_Request = tuple[Namespace, int, int, int, "Future[socket.socket | None]"]
+_Kind = tuple[int, int, int]  # a socket's family, kind and protocol
+# A request: the namespace, the socket's family, kind and protocol, and where to answer (None:
+# no answer, fill the namespace's stock). Kind _LEAVE asks the thread to go home if it is
+# inside that namespace.
+_Request = tuple[Namespace, int, int, int, "Future[socket.socket | None] | None"]
 _LEAVE = -1
+# Sockets kept per namespace and kind, refilled once this few are left; at most _BUDGET
+# kept in all, whatever the number of containers, so that they never crowd out the probes'
+# own descriptors.
+_STOCK = 8
+_LOW = 2
+_BUDGET = 256
 
 
 class SocketMaker:
@@ -100,14 +133,26 @@ class SocketMaker:
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stocked = 0
 
     def make(self, namespace: Namespace, family: int, kind: int, proto: int) -> socket.socket:
-        """A socket made in `namespace`; the caller waits the few microseconds it takes."""
+        """A socket made in `namespace` now; the caller waits the few microseconds it takes."""
         if namespace.fd is None:
             raise NamespaceError(0, "the container's network namespace was closed")
         sock = self._ask(namespace, family, kind, proto)
         assert sock is not None
         return sock
+
+    def refill(self, namespace: Namespace, key: _Kind) -> None:
+        """Have the thread fill the namespace's stock of sockets of this kind."""
+        if namespace.fd is not None:
+            self._start()
+            self._requests.put((namespace, *key, None))
+
+    def took(self) -> None:
+        """One stocked socket was taken (or closed)."""
+        with self._lock:
+            self._stocked -= 1
 
     def leave(self, namespace: Namespace) -> None:
         """Have the thread go home if it is still inside `namespace`, before its fd closes."""
@@ -143,16 +188,42 @@ class SocketMaker:
                     if inside is namespace:
                         _setns(home)
                         inside = None
-                    answer.set_result(None)
+                    if answer is not None:
+                        answer.set_result(None)
                     continue
                 if inside is not namespace:
                     if namespace.fd is None:
                         raise NamespaceError(0, "the container's network namespace was closed")
                     _setns(namespace.fd)
                     inside = namespace
+                if answer is None:
+                    self._fill(namespace, (family, kind, proto))
+                    continue
                 sock = socket.socket(family, kind, proto)
                 sock.setblocking(False)
             except Exception as exc:  # the thread must outlive any failure, and answer it
-                answer.set_exception(exc)
+                if answer is not None:
+                    answer.set_exception(exc)
+                else:
+                    namespace.refilling.discard((family, kind, proto))
             else:
                 answer.set_result(sock)
+
+    def _fill(self, namespace: Namespace, key: _Kind) -> None:
+        stock = namespace.stock[key]
+        try:
+            while len(stock) < _STOCK:
+                with self._lock:
+                    if self._stocked >= _BUDGET:
+                        return
+                    self._stocked += 1
+                try:
+                    sock = socket.socket(*key)
+                except OSError:
+                    with self._lock:
+                        self._stocked -= 1
+                    raise
+                sock.setblocking(False)
+                stock.append(sock)
+        finally:
+            namespace.refilling.discard(key)

@@ -118,22 +118,25 @@ def _inode(path: str) -> int:
 async def test_a_socket_made_in_a_namespace_reaches_what_only_that_namespace_holds(
     listener: Listener,
 ) -> None:
-    """A socket made in the listener's namespace connects; the thread goes home on close."""
-    address = listener.address
+    """Sockets made (or stocked) in the listener's namespace connect; close lets it all go."""
     maker = SocketMaker()
     namespace = Namespace(listener.pid, maker)
-    sock = namespace.socket(2, 1, 0)  # AF_INET, SOCK_STREAM
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, (address, PORT))
-    finally:
-        sock.close()
-    assert wait_for(lambda: listener.accepted(), 10, "the connection accepted") == 1
+    for _ in range(20):  # past the stock: made at once, then taken from the refilled stock
+        sock = namespace.socket(2, 1, 0)  # AF_INET, SOCK_STREAM
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (listener.address, PORT))
+        finally:
+            sock.close()
+    assert wait_for(lambda: listener.accepted() == 20, 10, "20 connections accepted")
     worker = next(t for t in threading.enumerate() if t.name == "netns-sockets")
     assert worker.native_id is not None
     thread_namespace = f"/proc/self/task/{worker.native_id}/ns/net"
     assert _inode(thread_namespace) == _inode(f"/proc/{listener.pid}/ns/net")
+    stocked = [sock for stock in namespace.stock.values() for sock in stock]
     namespace.close()
     assert _inode(thread_namespace) == _inode("/proc/self/ns/net")
+    assert stocked
+    assert all(sock.fileno() == -1 for sock in stocked)
     with pytest.raises(NamespaceError):
         namespace.socket(2, 1, 0)
 
