@@ -8,10 +8,10 @@ so nothing else the agent opens (the Docker socket, ingest) can end up in a cont
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import queue
+import resource
 import socket
 import threading
 from collections import deque
@@ -88,17 +88,17 @@ class Namespace:
         """A non-blocking socket made inside this namespace."""
         key = (family, kind, proto)
         stock = self.stock.get(key)
-        sock = None
-        if stock:
-            with contextlib.suppress(IndexError):
-                sock = stock.popleft()
-        if sock is not None:
-            self._maker.took()
-        if (stock is None or len(stock) <= _LOW) and key not in self.refilling:
+        if not stock:
+            # One request for both: this socket now, then the stock filled after it.
             self.stock.setdefault(key, deque())
             self.refilling.add(key)
+            return self._maker.make(self, family, kind, proto)
+        sock = stock.popleft()  # only this thread takes: what it saw is still there
+        self._maker.took()
+        if len(stock) <= _LOW and key not in self.refilling:
+            self.refilling.add(key)
             self._maker.refill(self, key)
-        return sock if sock is not None else self._maker.make(self, family, kind, proto)
+        return sock
 
     def close(self) -> None:
         """Let the namespace go (the container stopped); the handle makes no socket after."""
@@ -118,12 +118,12 @@ _Kind = tuple[int, int, int]  # a socket's family, kind and protocol
 # inside that namespace.
 _Request = tuple[Namespace, int, int, int, "Future[socket.socket | None] | None"]
 _LEAVE = -1
-# Sockets kept per namespace and kind, refilled once this few are left; at most _BUDGET
-# kept in all, whatever the number of containers, so that they never crowd out the probes'
-# own descriptors.
+# Sockets kept per namespace and kind, refilled once this few are left; in all at most an
+# eighth of the descriptors the process may open (and 1,024), whatever the number of
+# containers, so that they never crowd out the probes' own.
 _STOCK = 8
 _LOW = 2
-_BUDGET = 256
+_BUDGET = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 8)
 
 
 class SocketMaker:
@@ -196,18 +196,17 @@ class SocketMaker:
                         raise NamespaceError(0, "the container's network namespace was closed")
                     _setns(namespace.fd)
                     inside = namespace
-                if answer is None:
+                if answer is not None:
+                    sock = socket.socket(family, kind, proto)
+                    sock.setblocking(False)
+                    answer.set_result(sock)
+                    answer = None  # answered: what follows only fills the stock
+                if (family, kind, proto) in namespace.stock:
                     self._fill(namespace, (family, kind, proto))
-                    continue
-                sock = socket.socket(family, kind, proto)
-                sock.setblocking(False)
             except Exception as exc:  # the thread must outlive any failure, and answer it
+                namespace.refilling.discard((family, kind, proto))
                 if answer is not None:
                     answer.set_exception(exc)
-                else:
-                    namespace.refilling.discard((family, kind, proto))
-            else:
-                answer.set_result(sock)
 
     def _fill(self, namespace: Namespace, key: _Kind) -> None:
         stock = namespace.stock[key]
