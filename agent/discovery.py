@@ -22,12 +22,12 @@ import anyio
 from agent import docker_api
 from agent.docker_api import DockerUnavailable, NotFound
 from agent.targets import (
-    COMPOSE_PROJECT,
-    COMPOSE_SERVICE,
     Container,
     container_of,
     disabled,
     docker_timestamp,
+    project_of,
+    service_of,
 )
 from dockping import logs
 from dockping.contract import ContainerAction, ContainerEvent
@@ -109,8 +109,8 @@ def _from_attributes(container_id: str, attributes: dict[str, Any]) -> Container
         image=labels.get("image", ""),
         running=False,
         paused=False,
-        compose_project=labels.get(COMPOSE_PROJECT, ""),
-        compose_service=labels.get(COMPOSE_SERVICE, ""),
+        compose_project=project_of(labels),
+        compose_service=service_of(labels),
         labels=labels,
         networks={},
         ports=(),
@@ -158,10 +158,14 @@ def _listed_health(status: object) -> str | None:
 
 
 def _same(a: Container, b: Container) -> bool:
-    """Whether the scheduler must hear of b: its name or a target (with its details) changed."""
-    return a.name == b.name and [dataclasses.astuple(t) for t in a.targets] == [
-        dataclasses.astuple(t) for t in b.targets
-    ]
+    """Whether the scheduler must hear of b: its name, PID or a target (with details) changed."""
+    # A new PID is a new namespace to probe from (a restart whose events were missed).
+    return (
+        a.name == b.name
+        and a.pid == b.pid
+        and [dataclasses.astuple(t) for t in a.targets]
+        == [dataclasses.astuple(t) for t in b.targets]
+    )
 
 
 @dataclass(frozen=True)

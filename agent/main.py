@@ -18,6 +18,7 @@ from agent.probing import ProbeResult
 from agent.scheduler import Scheduler
 from agent.shipper import Shipper
 from agent.targets import Container, Target
+from agent.vantage import Vantages
 from dockping import __version__, logs, tokens
 from dockping.contract import ContainerEvent, HeartbeatEvent, ProbeEvent
 from dockping.settings import Settings
@@ -43,6 +44,7 @@ class Agent:
             config, self.agent_id, token, settings.data_path / "spool", self.identities
         )
         self.icmp = icmp_available()
+        self.vantages = Vantages(config.enter_namespaces)
         self.scheduler = Scheduler(
             config.probe_interval, config.probe_timeout, config.concurrency, self._on_result
         )
@@ -55,35 +57,50 @@ class Agent:
             http_rules=config.http,
         )
         self._last_ok: dict[tuple[str, str, int | None, str], bool] = {}
+        # Per container, the targets declared unprobed (vantage none) since it was last seen.
+        self._unprobed: dict[str, set[tuple[str, str, int | None, str]]] = {}
 
     def _on_container(self, container_id: str, container: Container | None) -> None:
         if container is None:
             self.scheduler.remove(container_id)
+            self.vantages.forget(container_id)
+            self._unprobed.pop(container_id, None)
             for key in [k for k in self._last_ok if k[0] == container_id]:
                 del self._last_ok[key]
-        else:
-            self.scheduler.replace(container_id, container.targets)
+            return
+        placed = self.vantages.place(container)
+        self.scheduler.replace(container_id, tuple(t for t in placed if t.vantage != "none"))
+        declared = self._unprobed.setdefault(container_id, set())
+        for target in placed:
+            if target.vantage == "none" and target.key not in declared:
+                declared.add(target.key)
+                self.shipper.add(self._event(target, None), urgent=True)
 
-    def _on_lifecycle(self, event: ContainerEvent) -> None:
-        self.shipper.add(event, urgent=True)
-
-    def _on_result(self, target: Target, result: ProbeResult) -> None:
-        detail = result.detail
-        event = ProbeEvent(
-            time=result.time,
+    def _event(self, target: Target, result: ProbeResult | None) -> ProbeEvent:
+        """A probe's result as an event; without a result, the declaration of an unprobed target."""
+        detail = result.detail if result is not None else None
+        return ProbeEvent(
+            time=result.time if result is not None else datetime.now(UTC),
             container_id=target.container_id,
             container_name=target.container_name[:1024],
             network=target.network[:1024],
             ip=target.ip,
             port=target.port,
             protocol=target.protocol,  # type: ignore[arg-type]
-            ok=result.ok,
-            latency_ms=result.latency_ms,
-            error=result.error,
+            ok=result is not None and result.ok,
+            latency_ms=result.latency_ms if result is not None else None,
+            error=result.error if result is not None else None,
             http_status=detail.http_status if detail else None,
             connect_ms=detail.connect_ms if detail else None,
             tls_not_after=detail.tls_not_after if detail else None,
+            vantage=target.vantage,  # type: ignore[arg-type]
         )
+
+    def _on_lifecycle(self, event: ContainerEvent) -> None:
+        self.shipper.add(event, urgent=True)
+
+    def _on_result(self, target: Target, result: ProbeResult) -> None:
+        event = self._event(target, result)
         previous = self._last_ok.get(target.key)
         self._last_ok[target.key] = result.ok
         if previous is None or previous != result.ok:
@@ -157,5 +174,6 @@ class Agent:
             dropped=self.shipper.dropped,
         )
         self.shipper.spool.close()
+        self.vantages.close()
         if self.identities is not None:
             self.identities.close()

@@ -7,11 +7,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.http_labels import HttpPlan, plan_of
 from dockping.http_check import HttpCheck
 from dockping.settings import Duration, HttpRule
+
+if TYPE_CHECKING:
+    from agent.netns import Namespace
 
 ENABLE_LABEL = "dockping.enable"
 PORTS_LABEL = "dockping.ports"
@@ -20,6 +23,9 @@ _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d
 HEALTH_STATES = frozenset({"healthy", "unhealthy", "starting"})
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+# A Swarm task's stack and service fill the same columns as a compose project and service.
+STACK_NAMESPACE = "com.docker.stack.namespace"
+SWARM_SERVICE = "com.docker.swarm.service.name"
 
 
 @dataclass(frozen=True, order=True)
@@ -35,6 +41,10 @@ class Target:
     interval: float | None = field(compare=False, default=None)
     http: HttpCheck | None = field(compare=False, default=None)
     """For protocols http and https: the request and the accepted answers."""
+    vantage: str = field(compare=False, default="host")
+    """host: probed from the agent's own network; container: from inside the container's
+    (through `netns`); none: not probed, no vantage of the agent reaches it (agent/vantage.py)."""
+    netns: Namespace | None = field(compare=False, default=None, repr=False)
 
     @property
     def key(self) -> tuple[str, str, int | None, str]:
@@ -63,11 +73,23 @@ class Container:
     """Docker's State.Health.Status: healthy, unhealthy, starting; None without a healthcheck."""
     health_at: datetime | None = field(default=None, compare=False)
     """When Docker last checked that health (its last health log entry)."""
+    pid: int = 0
+    """State.Pid: a process in the container's namespaces, as the host's PID namespace sees it."""
 
 
 def disabled(labels: dict[str, str]) -> bool:
     """Whether the label dockping.enable turns a container off."""
     return labels.get(ENABLE_LABEL, "").strip().lower() in ("false", "0", "no", "off")
+
+
+def project_of(labels: dict[str, str]) -> str:
+    """The compose project, or else the Swarm stack, a container belongs to."""
+    return labels.get(COMPOSE_PROJECT) or labels.get(STACK_NAMESPACE, "")
+
+
+def service_of(labels: dict[str, str]) -> str:
+    """The compose service, or else the Swarm service, a container runs."""
+    return labels.get(COMPOSE_SERVICE) or labels.get(SWARM_SERVICE, "")
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -215,8 +237,8 @@ def container_of(
         image=str(config.get("Image") or ""),
         running=running,
         paused=paused,
-        compose_project=labels.get(COMPOSE_PROJECT, ""),
-        compose_service=labels.get(COMPOSE_SERVICE, ""),
+        compose_project=project_of(labels),
+        compose_service=service_of(labels),
         labels=labels,
         networks=networks,
         ports=ports,
@@ -224,6 +246,7 @@ def container_of(
         note=note,
         health=health,
         health_at=health_at,
+        pid=_pid(state),
     )
 
 
@@ -242,3 +265,8 @@ def _port_target(
         return Target(container_id, ip, port, "tcp", network, name, interval)
     protocol, check = planned
     return Target(container_id, ip, port, protocol, network, name, interval, check)
+
+
+def _pid(state: dict[str, Any]) -> int:
+    pid = state.get("Pid")
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else 0

@@ -15,11 +15,13 @@ import sys
 import uuid
 from collections.abc import Iterator
 
-# Listens on PORTS ports of 127.0.0.1 from BASE, accepting and closing every connection,
-# and serves a sink for agent batches on SINK that counts events into COUNT_FILE.
+# Listens on PORTS ports of 127.0.0.1 (or ADDRESS, a 5th argument) from BASE, accepting and
+# closing every connection, and serves a sink for agent batches on SINK that counts events
+# into COUNT_FILE.
 LISTENERS = r"""
 import asyncio, os, resource, socket, sys, time
 base, count, sink, count_file = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+address = sys.argv[5] if len(sys.argv) > 5 else "127.0.0.1"
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 events = 0
@@ -62,7 +64,7 @@ async def main():
     for port in range(base, base + count):
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
+        s.bind((address, port))
         s.listen(4096)
         s.setblocking(False)
         servers.append(s)

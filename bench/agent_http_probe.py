@@ -105,7 +105,7 @@ def run() -> list[Figure]:
         scratch = Path(scratch_name)
         socket_path = scratch / "docker.sock"
         count_file = scratch / "sink.count"
-        with namespace() as prefix, fake_engine(socket_path, {"dockping.http": "/"}):
+        with namespace() as prefix, fake_engine(socket_path, labels={"dockping.http": "/"}):
             listeners = subprocess.Popen(
                 python(prefix, HTTP_LISTENERS, BASE_PORT, TARGETS, SINK_PORT, count_file),
                 stdout=subprocess.PIPE,

@@ -11,6 +11,13 @@ connects/s, as raw rates and per CPU-second of the prober (on a shared 2-core ma
 raw rates are bounded by the listener process, which must run for each handshake to
 complete); the agent's CPU (share of one core) and RSS for 10,000 targets at a 20 s
 interval, against the bare loop paced at the same rate.
+
+The netns figures run the same agent against the same 10,000 targets on an address that only
+a second namespace holds (198.18.0.5, of the benchmark range; the agent's namespace has no
+route to it): the fake engine names a listener process there as every container's State.Pid,
+so each probe's socket is made inside that namespace (agent/netns.py). Its saturated rate is
+set against the host-namespace rate of the same run, and its CPU at a 20 s interval against
+the 10 % budget.
 """
 
 from __future__ import annotations
@@ -35,11 +42,18 @@ TARGETS = CONTAINERS * PORTS_EACH
 BASE_PORT = 20000
 SINK_PORT = 19999
 CONCURRENCY = 256
+NETNS_ADDRESS = "198.18.0.5"
 
 
 @contextmanager
-def fake_engine(socket_path: Path, labels: dict[str, str] | None = None) -> Iterator[None]:
-    """The fake Engine API, serving 100 containers of 100 ports each (with these labels)."""
+def fake_engine(
+    socket_path: Path,
+    address: str = "127.0.0.1",
+    pid: int = 0,
+    labels: dict[str, str] | None = None,
+) -> Iterator[None]:
+    """The fake Engine API, serving 100 containers of 100 ports each on `address` (with these
+    labels), in a thread."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.fake_docker import FakeDocker, inspect_payload
 
@@ -55,7 +69,7 @@ def fake_engine(socket_path: Path, labels: dict[str, str] | None = None) -> Iter
                 cid = f"{i:064x}"
                 ports = tuple(range(BASE_PORT + i * PORTS_EACH, BASE_PORT + (i + 1) * PORTS_EACH))
                 engine.containers[cid] = inspect_payload(
-                    cid, f"bench-{i}", {"bench": "127.0.0.1"}, ports=ports, labels=labels
+                    cid, f"bench-{i}", {"bench": address}, ports=ports, pid=pid, labels=labels
                 )
             ready.set()
             await stop.wait()
@@ -98,7 +112,7 @@ def _agent(
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "DOCKPING_DATA_DIR": str(scratch / f"data-{interval}"),
+        "DOCKPING_DATA_DIR": str(scratch / f"data-{socket_path.stem}-{interval}"),
         "DOCKPING_AGENT__ID": "bench",
         "DOCKPING_AGENT__TOKEN": "bench",
         "DOCKPING_AGENT__DOCKER_URL": f"unix://{socket_path}",
@@ -111,7 +125,7 @@ def _agent(
         [*prefix, sys.executable, "-m", "dockping", "agent"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=(scratch / f"agent-{interval}.log").open("wb"),
+        stderr=(scratch / f"agent-{socket_path.stem}-{interval}.log").open("wb"),
     )
 
 
@@ -135,6 +149,74 @@ def _bare(prefix: list[str], seconds: float, rate: float) -> tuple[float, float,
     return float(per_second), float(cpu), int(max_rss_kb) / 1024
 
 
+def _saturated(
+    prefix: list[str], scratch: Path, socket_path: Path, count_file: Path
+) -> tuple[float, float]:
+    """The agent's probes/s at a 250 ms interval (saturated), and per CPU-second."""
+    agent = _agent(prefix, scratch, socket_path, "250ms")
+    time.sleep(8)  # discovery, the first round, the pipeline full
+    t0, n0 = _sink_count(count_file)
+    c0 = _cpu_seconds(agent.pid)
+    time.sleep(10)
+    t1, n1 = _sink_count(count_file)
+    c1 = _cpu_seconds(agent.pid)
+    _stop(agent)
+    return (n1 - n0) / (t1 - t0), (n1 - n0) / max(c1 - c0, 1e-9)
+
+
+def _steady(
+    prefix: list[str], scratch: Path, socket_path: Path, count_file: Path
+) -> tuple[float, float, float]:
+    """The agent's probes/s, CPU (share of a core) and RSS at a 20 s interval."""
+    agent = _agent(prefix, scratch, socket_path, "20s")
+    time.sleep(25)  # the first round at once, then spread over the interval
+    c0, w0 = _cpu_seconds(agent.pid), time.monotonic()
+    t0, n0 = _sink_count(count_file)
+    time.sleep(40)
+    c1, w1 = _cpu_seconds(agent.pid), time.monotonic()
+    t1, n1 = _sink_count(count_file)
+    rss = _rss_mb(agent.pid)
+    _stop(agent)
+    return (n1 - n0) / (t1 - t0), (c1 - c0) / (w1 - w0), rss
+
+
+@contextmanager
+def _container_namespace(prefix: list[str], scratch: Path) -> Iterator[int]:
+    """A second namespace holding NETNS_ADDRESS with the 10,000 listeners; yields their PID."""
+    name = f"{prefix[3]}-c"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    inside = ["ip", "netns", "exec", name]
+    listeners: subprocess.Popen[str] | None = None
+    try:
+        subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(
+            [*inside, "ip", "addr", "add", f"{NETNS_ADDRESS}/32", "dev", "lo"], check=True
+        )
+        # ip netns exec switches namespace, then execs: the listeners keep this PID.
+        listeners = subprocess.Popen(
+            python(
+                inside,
+                LISTENERS,
+                BASE_PORT,
+                TARGETS,
+                SINK_PORT,
+                scratch / "unused.count",
+                NETNS_ADDRESS,
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert listeners.stdout is not None
+        if listeners.stdout.readline().strip() != "ready":
+            raise RuntimeError("the container namespace's listeners did not start")
+        yield listeners.pid
+    finally:
+        if listeners is not None:
+            listeners.terminate()
+            listeners.wait(10)
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
 def run() -> list[Figure]:
     """Measure throughput, then CPU and RSS at a 20 s interval."""
     reason = available()
@@ -155,31 +237,17 @@ def run() -> list[Figure]:
                 if listeners.stdout.readline().strip() != "ready":
                     raise RuntimeError("the listeners did not start")
                 bare_rate, bare_busy, _ = _bare(prefix, 10, 0)
-
-                agent = _agent(prefix, scratch, socket_path, "250ms")
-                time.sleep(8)  # discovery, the first round, the pipeline full
-                t0, n0 = _sink_count(count_file)
-                c0 = _cpu_seconds(agent.pid)
-                time.sleep(10)
-                t1, n1 = _sink_count(count_file)
-                c1 = _cpu_seconds(agent.pid)
-                _stop(agent)
-                agent_rate = (n1 - n0) / (t1 - t0)
-                agent_per_cpu = (n1 - n0) / max(c1 - c0, 1e-9)
+                agent_rate, agent_per_cpu = _saturated(prefix, scratch, socket_path, count_file)
                 bare_per_cpu = bare_rate / max(bare_busy, 1e-9)
-
-                agent = _agent(prefix, scratch, socket_path, "20s")
-                time.sleep(25)  # the first round at once, then spread over the interval
-                c0, w0 = _cpu_seconds(agent.pid), time.monotonic()
-                t0, n0 = _sink_count(count_file)
-                time.sleep(40)
-                c1, w1 = _cpu_seconds(agent.pid), time.monotonic()
-                t1, n1 = _sink_count(count_file)
-                rss = _rss_mb(agent.pid)
-                _stop(agent)
-                steady_rate = (n1 - n0) / (t1 - t0)
-                agent_cpu = (c1 - c0) / (w1 - w0)
+                steady_rate, agent_cpu, rss = _steady(prefix, scratch, socket_path, count_file)
                 _, bare_cpu, bare_rss = _bare(prefix, 20, TARGETS / 20)
+                netns_socket = scratch / "netns.sock"
+                with (
+                    _container_namespace(prefix, scratch) as pid,
+                    fake_engine(netns_socket, NETNS_ADDRESS, pid),
+                ):
+                    netns_rate, _ = _saturated(prefix, scratch, netns_socket, count_file)
+                    netns_steady, netns_cpu, _ = _steady(prefix, scratch, netns_socket, count_file)
             finally:
                 listeners.terminate()
                 listeners.wait(10)
@@ -219,6 +287,33 @@ def run() -> list[Figure]:
             "bare loop at 500 connects/s",
             "<= 10% of a core",
             agent_cpu <= 0.10,
+        ),
+        Figure(
+            "agent probes/s from a container's namespace, saturated",
+            netns_rate,
+            "probes/s",
+            agent_rate,
+            "the agent from its own namespace",
+            ">= 0.5 of the host-namespace rate",
+            netns_rate >= 0.5 * agent_rate,
+        ),
+        Figure(
+            "agent probes/s from a container's namespace at a 20 s interval",
+            netns_steady,
+            "probes/s",
+            TARGETS / 20,
+            "10,000 targets / 20 s",
+            "= 1.0 of the schedule",
+            netns_steady >= 0.95 * TARGETS / 20,
+        ),
+        Figure(
+            "agent CPU from a container's namespace, 10,000 targets at 20 s",
+            netns_cpu * 100,
+            "% of core",
+            agent_cpu * 100,
+            "the agent from its own namespace",
+            "<= 10% of a core",
+            netns_cpu <= 0.10,
         ),
         Figure(
             "agent RSS, 10,000 targets at 20 s",

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from db.queries import sql
 from dockping.contract import Batch, ContainerEvent, HeartbeatEvent, ProbeEvent
-from dockping.projection import TargetState, encode_latency
+from dockping.projection import VANTAGE_CODES, TargetState, encode_latency
 
 # A NOTIFY payload must stay under 8000 bytes; past this many ids listeners reload everything.
 # (dockping_append_probes_once, in 0012_append_function.sql, holds the same bound.)
@@ -64,7 +64,8 @@ _INT4_OID = psycopg.postgres.types["int4"].oid
 psycopg.adapters.register_dumper(Int4Array, _Int4ArrayDumper)
 
 TargetKey = tuple[int, str, int | None, str]  # container_key, ip, port, protocol
-ProbeKey = tuple[int, str, str, int | None, str]  # agent_id, container_id, ip, port, protocol
+# agent_id, container_id, ip, port, protocol, vantage: a target whose vantage changes is a miss.
+ProbeKey = tuple[int, str, str, int | None, str, str | None]
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class EventWriter:
         self._agents: dict[str, int] = {}
         self._containers: dict[tuple[int, str], int] = {}
         self._targets: dict[TargetKey, int] = {}
+        self._vantages: dict[TargetKey, str] = {}  # the vantage stored, where one was given
         # A probe's target id straight from its fields: one lookup per event once known.
         self._probe_targets: dict[ProbeKey, int] = {}
         # Per target, the time of a probe event this writer saw committed (appended, or found
@@ -131,11 +133,12 @@ class EventWriter:
     async def append(self, conn: psycopg.AsyncConnection, batch: Batch) -> AppendResult:
         """Append a whole batch in one transaction; duplicates by identity are skipped."""
         probes: list[ProbeEvent] = []
+        declared: list[ProbeEvent] = []  # targets no vantage reaches: a row, never an event
         lifecycle: list[ContainerEvent] = []
         heartbeats: list[HeartbeatEvent] = []
         for event in batch.events:
             if isinstance(event, ProbeEvent):
-                probes.append(event)
+                (declared if event.vantage == "none" else probes).append(event)
             elif isinstance(event, ContainerEvent):
                 lifecycle.append(event)
             else:
@@ -143,17 +146,21 @@ class EventWriter:
         times = [e.time for e in batch.events]
         if times:
             await self.ensure_partitions(conn, min(times), max(times))
-        if probes and not lifecycle and not heartbeats:
+        if probes and not lifecycle and not heartbeats and not declared:
             # Every event is a probe: `times` are the probes' times.
             alone = await self._append_alone(conn, batch, probes, times)
             if alone is not None:
                 return alone
         try:
-            return await self._write(conn, batch, probes, lifecycle, heartbeats, once=True)
+            return await self._write(
+                conn, batch, probes, declared, lifecycle, heartbeats, once=True
+            )
         except psycopg.errors.UniqueViolation:
             # A state behind its stored events (which folding in the same transaction never
             # leaves; a hand edit could): the batch again, every event checked for duplicates.
-            return await self._write(conn, batch, probes, lifecycle, heartbeats, once=False)
+            return await self._write(
+                conn, batch, probes, declared, lifecycle, heartbeats, once=False
+            )
 
     async def _append_alone(
         self,
@@ -225,6 +232,7 @@ class EventWriter:
         conn: psycopg.AsyncConnection,
         batch: Batch,
         probes: list[ProbeEvent],
+        declared: list[ProbeEvent],
         lifecycle: list[ContainerEvent],
         heartbeats: list[HeartbeatEvent],
         *,
@@ -233,18 +241,24 @@ class EventWriter:
         new_agents: dict[str, int] = {}
         new_containers: dict[tuple[int, str], int] = {}
         new_targets: dict[TargetKey, int] = {}
+        new_vantages: dict[TargetKey, str] = {}
         async with conn.transaction():
             agent_id = await self._agent_id(conn, batch.agent, new_agents)
             # Batches of one agent, and so of one target, fold one after the other.
             await conn.execute(sql("lock_agent"), {"agent_id": agent_id})
             probe_keys = _probe_keys(agent_id, probes)
             # None for a target not seen yet: the batch's are resolved from the tables.
-            cached = self._known_target_ids(probe_keys)
+            cached = None if declared else self._known_target_ids(probe_keys)
+            dimensions = [*probes, *declared]
             keys = await self._container_keys(
-                conn, agent_id, probes if cached is None else [], lifecycle, new_containers
+                conn, agent_id, dimensions if cached is None else [], lifecycle, new_containers
             )
+            declared_ids: list[int] = []
             if cached is None:
-                target_ids = await self._target_ids(conn, probes, keys, new_targets)
+                target_ids = await self._target_ids(
+                    conn, dimensions, keys, new_targets, new_vantages
+                )
+                target_ids, declared_ids = target_ids[: len(probes)], target_ids[len(probes) :]
             else:
                 target_ids = cached
             times = [p.time for p in probes]
@@ -257,7 +271,9 @@ class EventWriter:
                 conn, lifecycle, keys
             )
             accepted_heartbeats = await self._append_heartbeats(conn, agent_id, heartbeats)
-            accepted = accepted_probes + accepted_lifecycle + accepted_heartbeats
+            # A declaration is taken each time (it only writes its target's row).
+            changed_targets |= set(declared_ids)
+            accepted = accepted_probes + len(declared) + accepted_lifecycle + accepted_heartbeats
             if accepted:
                 await conn.execute(
                     sql("notify_events"),
@@ -267,6 +283,7 @@ class EventWriter:
         self._agents.update(new_agents)
         self._containers.update(new_containers)
         self._targets.update(new_targets)
+        self._vantages.update(new_vantages)
         if cached is None:
             self._probe_targets.update(zip(probe_keys, target_ids, strict=True))
             self._detailed.update(
@@ -368,14 +385,19 @@ class EventWriter:
         probes: list[ProbeEvent],
         keys: dict[str, int],
         made: dict[TargetKey, int],
+        made_vantages: dict[TargetKey, str],
     ) -> list[int]:
         wanted: list[TargetKey] = []
-        pending: dict[TargetKey, str] = {}
+        pending: dict[TargetKey, tuple[str, str | None]] = {}
         for probe in probes:
             key: TargetKey = (keys[probe.container_id], probe.ip, probe.port, probe.protocol)
             wanted.append(key)
-            if key not in self._targets and key not in pending:
-                pending[key] = probe.network
+            if key in pending:
+                continue
+            if key not in self._targets or (
+                probe.vantage is not None and self._vantages.get(key) != probe.vantage
+            ):
+                pending[key] = (probe.network, probe.vantage)
         found: dict[TargetKey, int] = {}
         if pending:
             ordered = sorted(
@@ -389,9 +411,14 @@ class EventWriter:
                     "ips": [k[1] for k, _ in ordered],
                     "ports": [k[2] for k, _ in ordered],
                     "protocols": [k[3] for k, _ in ordered],
-                    "networks": [network for _, network in ordered],
+                    "networks": [network for _, (network, _) in ordered],
+                    "vantages": [
+                        None if vantage is None else VANTAGE_CODES[vantage]  # type: ignore[index]
+                        for _, (_, vantage) in ordered
+                    ],
                 },
             )
+            made_vantages.update((k, v) for k, (_, v) in ordered if v is not None)
             for container_key, ip, port, protocol, target_id in await cursor.fetchall():
                 found[(container_key, ip, port, protocol)] = target_id
         # The database writes an IPv6 address in its canonical form; match on that form too.
@@ -557,7 +584,7 @@ def append_query(backend: str, incoming: str) -> str:
 
 
 def _probe_keys(agent_id: int, probes: list[ProbeEvent]) -> list[ProbeKey]:
-    return [(agent_id, p.container_id, p.ip, p.port, p.protocol) for p in probes]
+    return [(agent_id, p.container_id, p.ip, p.port, p.protocol, p.vantage) for p in probes]
 
 
 def _probe_arrays(

@@ -30,6 +30,15 @@ ERROR_KINDS: tuple[ErrorKind, ...] = (
 )
 Protocol = Literal["tcp", "icmp", "http", "https"]
 PORTED_PROTOCOLS = frozenset({"tcp", "http", "https"})
+# Where a probe was sent from: the agent's own network namespace, or the container's. "none":
+# the target was not probed, as no vantage of the agent reaches it (an event that declares it).
+Vantage = Literal["host", "container", "none"]
+VANTAGES: tuple[Vantage, ...] = ("host", "container", "none")
+# What a target of vantage "none" shows (status unknown): the reason is the agent's privileges.
+UNPROBED_NOTE = (
+    "not reachable from the agent's network: the agent needs CAP_SYS_ADMIN"
+    " and the host's PID namespace"
+)
 ContainerAction = Literal[
     "create",
     "start",
@@ -87,6 +96,8 @@ class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_
     """https: when the server's certificate expires, when the handshake got that far."""
     connect_ms: LatencyMs | None = None
     """http and https: how long the TCP connect took, when it succeeded."""
+    vantage: Vantage | None = None
+    """Where the probe was sent from; null: not said (an agent from before vantages)."""
 
     def __post_init__(self) -> None:
         canonical_ip(self.ip)
@@ -94,6 +105,14 @@ class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_
             raise ContractError(f"port: required for protocol {self.protocol}")
         if self.protocol == "icmp" and self.port is not None:
             raise ContractError("port: must be null for protocol icmp")
+        if self.vantage == "none":
+            # Not a probe: the declaration of a target that no vantage reaches.
+            if self.ok or self.latency_ms is not None or self.error is not None or self.has_detail:
+                raise ContractError(
+                    "vantage: none declares an unprobed target: ok must be"
+                    " false, latency_ms and error null"
+                )
+            return
         if self.ok:
             if self.latency_ms is None:
                 raise ContractError("latency_ms: required when ok is true")

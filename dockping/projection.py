@@ -10,9 +10,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from dockping.contract import ERROR_KINDS, ErrorKind
+from dockping.contract import ERROR_KINDS, VANTAGES, ErrorKind, Vantage
 
 ERROR_CODES: dict[ErrorKind, int] = {kind: code for code, kind in enumerate(ERROR_KINDS, start=1)}
+# A target's vantage as stored (targets.vantage; the rows of target_vantages, migration 15).
+VANTAGE_CODES: dict[Vantage, int] = {vantage: code for code, vantage in enumerate(VANTAGES)}
 
 
 def encode_latency(ok: bool, latency_ms: float | None, error: ErrorKind | None) -> int:

@@ -179,6 +179,8 @@ class AgentSettings(_Section, frozen=True):
     """Empty: off. A file to which the identity of every event spooled (or dropped) is appended."""
     http: list[HttpRule] = msgspec.field(default_factory=list)
     """HTTP(S) probe rules by image ([[agent.http]] tables); labels override them."""
+    enter_namespaces: bool = True
+    """Addresses the agent's network does not reach directly are probed from inside the container's network namespace; false: not probed."""
 
 
 class NotifyRule(_Section, frozen=True):

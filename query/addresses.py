@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from db.queries import sql
 from query.cursor import BadCursor, Cursor, decode, encode
+from query.display import vantage_of
 
 Status = Literal["up", "down", "stopped", "unknown"]
 STATUSES: tuple[Status, ...] = ("up", "down", "stopped", "unknown")
@@ -154,6 +155,10 @@ class Address(msgspec.Struct, frozen=True):
     """http and https: the status code of the last probe, when it got one."""
     health: str | None = None
     """Docker's health of the container: healthy, unhealthy, starting; null without a check."""
+    vantage: str | None = None
+    """host: probed from the agent's network; container: from inside the container's; null:
+    not said, or not probed (then `note` says why)."""
+    note: str | None = None
 
 
 class AddressPage(msgspec.Struct, frozen=True):
@@ -269,9 +274,18 @@ async def page(
     if reverse:
         rows.reverse()
     # Rows become structs positionally: no dict per row, no conversion pass. The columns are
-    # Address's, with the status as a rank (column 10), then the sort keys.
+    # Address's, with the status as a rank (column 10), then the sort keys, then the tail.
     items = [
-        Address(*(*row[:10], STATUS_OF_RANK[row[10]], *row[11:18], *row[-_TAIL:])) for row in rows
+        Address(
+            *(
+                *row[:10],
+                STATUS_OF_RANK[row[10]],
+                *row[11:18],
+                *row[-_TAIL:-1],
+                *vantage_of(row[-1]),
+            )
+        )
+        for row in rows
     ]
     has_next = more if not reverse else cursor is not None
     has_prev = (cursor is not None) if not reverse else more
@@ -283,8 +297,9 @@ async def page(
     return AddressPage(items=items, next_cursor=next_cursor, prev_cursor=prev_cursor)
 
 
-# The columns addresses_page selects after the sort keys: http_status and health.
-_TAIL = 2
+# The columns addresses_page selects after the sort keys: http_status, health and the
+# vantage code.
+_TAIL = 3
 
 
 def _cursor(sort_name: str, sort: Sort, direction: Literal["next", "prev"], row: Any) -> str:
@@ -299,7 +314,9 @@ async def one(conn: psycopg.AsyncConnection, target_id: int) -> Address | None:
         row = await cur.fetchone()
     if row is None:
         return None
-    return msgspec.convert({k: v for k, v in row.items() if k != "sort_key"}, Address)
+    vantage, note = vantage_of(row.pop("vantage_code"))
+    fields = {k: v for k, v in row.items() if k != "sort_key"}
+    return msgspec.convert(fields | {"vantage": vantage, "note": note}, Address)
 
 
 def _escape_like(text: str) -> str:

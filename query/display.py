@@ -7,6 +7,28 @@ from typing import Any
 
 import msgspec
 
+from dockping.contract import UNPROBED_NOTE, VANTAGES
+
+
+def vantage_of(code: int | None) -> tuple[str | None, str | None]:
+    """A stored vantage code as the API shows it: the vantage and a note."""
+    if code is None:
+        return None, None
+    vantage = VANTAGES[code]
+    return (None, UNPROBED_NOTE) if vantage == "none" else (vantage, None)
+
+
+def vantage_text(code: int | None) -> str:
+    """Where a target is probed from, in words, from its stored vantage code."""
+    vantage, note = vantage_of(code)
+    if note is not None:
+        return f"not probed: {note}"
+    if vantage == "container":
+        return "probed from inside the container's network"
+    if vantage == "host":
+        return "probed from the agent's network"
+    return "—"
+
 
 def latency(ms: float | None) -> str:
     """A ping time, or a dash when there is none."""

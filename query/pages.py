@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from db.connector import connection
 from db.queries import sql
 from dockping.web import ApiError
-from query import addresses, agents, charts, history, latency, params
+from query import addresses, agents, charts, display, history, latency, params
 from query.api import (
     AgentParam,
     CursorParam,
@@ -168,6 +168,7 @@ async def target_page(
         template_name="target.html",
         context={
             "t": target,
+            "vantage_text": display.vantage_text(target["vantage_code"]),
             "now": now,
             "chart": chart,
             "series": series,

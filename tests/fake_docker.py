@@ -24,6 +24,7 @@ def inspect_payload(
     labels: dict[str, str] | None = None,
     running: bool = True,
     paused: bool = False,
+    pid: int = 0,
 ) -> dict[str, Any]:
     """An inspect payload as the engine returns it, with the fields the agent reads."""
     return {
@@ -38,6 +39,7 @@ def inspect_payload(
             "Running": running,
             "Paused": paused,
             "StartedAt": "2026-11-27T20:00:00.123456789Z",
+            "Pid": pid,  # 0, as the engine says of a stopped container, unless one is given
         },
         "HostConfig": {"NetworkMode": "bridge"},
         "NetworkSettings": {

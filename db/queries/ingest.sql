@@ -20,13 +20,14 @@ ON CONFLICT (agent_id, container_id) DO UPDATE SET
 RETURNING container_id, container_key
 
 -- upsert_targets --
--- Find or make target ids; the network name is refreshed when it is given.
-INSERT INTO targets AS t (container_key, ip, port, protocol, network)
+-- Find or make target ids; the network name and the vantage are refreshed when given.
+INSERT INTO targets AS t (container_key, ip, port, protocol, network, vantage)
 SELECT * FROM unnest(%(container_keys)s::integer[], %(ips)s::inet[], %(ports)s::integer[],
-                     %(protocols)s::text[], %(networks)s::text[])
+                     %(protocols)s::text[], %(networks)s::text[], %(vantages)s::smallint[])
 ORDER BY 1, 2, 3, 4
 ON CONFLICT (container_key, ip, port, protocol) DO UPDATE SET
-    network = CASE WHEN EXCLUDED.network <> '' THEN EXCLUDED.network ELSE t.network END
+    network = CASE WHEN EXCLUDED.network <> '' THEN EXCLUDED.network ELSE t.network END,
+    vantage = coalesce(EXCLUDED.vantage, t.vantage)
 RETURNING container_key, host(ip), port, protocol, target_id
 
 -- append_probes --

@@ -18,8 +18,9 @@ SELECT p.target_id, a.agent, a.container_id, a.container_name, a.image, a.compos
            ELSE s.status_since
        END AS status_since,
        s.consecutive_failures, le.error AS last_error, {keys},
-       -- Last, after the keys: the last probe's HTTP status, the container's health.
-       d.http_status, cs.health
+       -- Last, after the keys: the last probe's HTTP status, the container's health and the
+       -- target's vantage code.
+       d.http_status, cs.health, tv.vantage
 FROM (
     SELECT lc.target_id, lc.action, lc.action_at, {inner_keys}
     FROM address_lifecycle lc
@@ -32,6 +33,7 @@ FROM (
     LIMIT %(limit)s
 ) p
 JOIN address_listing a ON a.target_id = p.target_id
+JOIN targets tv ON tv.target_id = p.target_id
 LEFT JOIN target_state s ON s.target_id = p.target_id
 LEFT JOIN probe_errors pe ON pe.code = -s.latency_us
 LEFT JOIN probe_errors le ON le.code = s.last_error
@@ -40,11 +42,11 @@ LEFT JOIN container_state cs ON cs.container_key = a.container_key
 ORDER BY {outer_order}
 
 -- target_by_id --
--- One target with its current state.
+-- One target with its current state, and its vantage's code (targets.vantage).
 SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
        l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
        l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, NULL AS sort_key,
-       d.http_status, cs.health
+       d.http_status, cs.health, t.vantage AS vantage_code
 FROM latest_state l
 JOIN targets t USING (target_id)
 LEFT JOIN target_detail d USING (target_id)
@@ -84,7 +86,7 @@ WHERE NOT l.removed
 SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
        l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
        l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, t.container_key,
-       d.http_status, d.tls_not_after, cs.health
+       d.http_status, d.tls_not_after, cs.health, t.vantage AS vantage_code
 FROM latest_state l
 JOIN targets t USING (target_id)
 LEFT JOIN target_detail d USING (target_id)
