@@ -19,7 +19,7 @@ from agent.scheduler import Scheduler
 from agent.shipper import Shipper
 from agent.targets import Container, Target
 from dockping import __version__, logs, tokens
-from dockping.contract import ContainerEvent, HeartbeatEvent, ProbeEvent
+from dockping.contract import ContainerEvent, HeartbeatEvent, InventoryEvent, ProbeEvent
 from dockping.settings import Settings
 
 log = logs.get("dockping.agent")
@@ -28,6 +28,11 @@ log = logs.get("dockping.agent")
 def docker_url(configured: str) -> str:
     """The Docker endpoint: the setting, else DOCKER_HOST, else the local socket."""
     return configured or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def _ms(seconds: float) -> int:
+    """A duration in whole milliseconds, within what the contract takes (1 ms to a day)."""
+    return min(max(round(seconds * 1000), 1), 86_400_000)
 
 
 class Agent:
@@ -52,6 +57,7 @@ class Agent:
             self.icmp,
             self._on_container,
             self._on_lifecycle,
+            on_inventory=self._on_inventory,
         )
         self._last_ok: dict[tuple[str, str, int | None, str], bool] = {}
 
@@ -66,6 +72,10 @@ class Agent:
     def _on_lifecycle(self, event: ContainerEvent) -> None:
         self.shipper.add(event, urgent=True)
 
+    def _on_inventory(self, when: datetime, container_ids: list[str]) -> None:
+        # Sent at once, like a lifecycle event: it is what makes a vanished container gone.
+        self.shipper.add(InventoryEvent(time=when, container_ids=container_ids), urgent=True)
+
     def _on_result(self, target: Target, result: ProbeResult) -> None:
         event = ProbeEvent(
             time=result.time,
@@ -78,6 +88,8 @@ class Agent:
             ok=result.ok,
             latency_ms=result.latency_ms,
             error=result.error,
+            interval_ms=_ms(target.interval or self.settings.agent.probe_interval),
+            timeout_ms=_ms(self.settings.agent.probe_timeout),
         )
         previous = self._last_ok.get(target.key)
         self._last_ok[target.key] = result.ok

@@ -33,7 +33,6 @@ ContainerAction = Literal[
     "network_connect",
     "network_disconnect",
 ]
-STOPPING_ACTIONS = frozenset({"stop", "die", "kill", "destroy", "oom"})
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -48,6 +47,10 @@ Time = Annotated[datetime, msgspec.Meta(tz=True)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 # An hour is far beyond any probe timeout; anything larger is a broken clock or garbage.
 LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
+# A probe interval or timeout: up to a day, which no monitor waits between two probes.
+ProbeMs = Annotated[int, msgspec.Meta(ge=1, le=86_400_000)]
+# A container inventory lists at most this many ids: ten times the largest fleet we measure.
+MAX_INVENTORY = 100_000
 
 
 class ContractError(ValueError):
@@ -67,6 +70,10 @@ class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_
     protocol: Protocol = "tcp"
     container_name: Text = ""
     network: Text = ""
+    interval_ms: ProbeMs | None = None
+    """How often the agent probes this target; with timeout_ms, when its status goes stale."""
+    timeout_ms: ProbeMs | None = None
+    """The agent's deadline for one probe of this target."""
 
     def __post_init__(self) -> None:
         canonical_ip(self.ip)
@@ -117,7 +124,18 @@ class HeartbeatEvent(msgspec.Struct, tag="heartbeat", tag_field="type", frozen=T
     dropped: Count64 = 0
 
 
-Event = ProbeEvent | ContainerEvent | HeartbeatEvent
+class InventoryEvent(msgspec.Struct, tag="inventory", tag_field="type", frozen=True, kw_only=True):
+    """After a complete resync: every container the agent watches (running or paused).
+
+    Identified by (agent, time). A container of the agent missing from it, last seen running
+    or paused and with no event newer than it, is gone.
+    """
+
+    time: Time
+    container_ids: Annotated[list[Name], msgspec.Meta(max_length=MAX_INVENTORY)]
+
+
+Event = ProbeEvent | ContainerEvent | HeartbeatEvent | InventoryEvent
 
 
 class Batch(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,11 +189,19 @@ class _StrictHeartbeatEvent(
     version: NulFreeText = ""
 
 
+class _StrictInventoryEvent(
+    InventoryEvent, tag="inventory", tag_field="type", frozen=True, kw_only=True
+):
+    container_ids: Annotated[list[NulFreeName], msgspec.Meta(max_length=MAX_INVENTORY)]
+
+
 class _StrictBatch(msgspec.Struct, frozen=True, kw_only=True):
     """Batch with every string field (ip aside: it is parsed) refusing NUL; never returned."""
 
     agent: NulFreeName
-    events: list[_StrictProbeEvent | _StrictContainerEvent | _StrictHeartbeatEvent]
+    events: list[
+        _StrictProbeEvent | _StrictContainerEvent | _StrictHeartbeatEvent | _StrictInventoryEvent
+    ]
 
 
 _decoder = msgspec.json.Decoder(Batch)

@@ -124,14 +124,14 @@ def test_partitions_are_made_ahead_and_dropped_whole(empty_database_url: str) ->
         made = conn.execute(
             "SELECT dockping_ensure_partitions('2026-01-01', '2026-01-03', '1 day')"
         ).fetchone()
-        assert made == (10,)  # two days of three event tables and the two rollups
+        assert made == (12,)  # two days of four event tables and the two rollups
         conn.execute("INSERT INTO agents (name) VALUES ('a')")
         conn.execute(
             "INSERT INTO probe_events VALUES ('2026-01-01 12:00+00', 1, 5),"
             " ('2026-01-02 12:00+00', 1, 5)"
         )
         dropped = conn.execute("SELECT dockping_drop_partitions('2026-01-02 06:00+00')").fetchone()
-        assert dropped == (5,)  # only the first day, which ended before the cutoff
+        assert dropped == (6,)  # only the first day, which ended before the cutoff
         left = conn.execute("SELECT count(*) FROM probe_events").fetchone()
     assert left == (1,)
 
@@ -153,7 +153,7 @@ def test_a_version_10_database_gets_the_event_key_on_each_partition(
         )
         conn.execute(f"COMMENT ON TABLE {days[0]} IS 'dockping: compacted'")
     monkeypatch.undo()
-    assert migrate(empty_database_url, "postgres")[1] == [11, 12]
+    assert migrate(empty_database_url, "postgres")[1] == [11, 12, 13]
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         keys = conn.execute(
             "SELECT indrelid::regclass::text FROM pg_index"

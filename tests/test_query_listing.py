@@ -51,8 +51,8 @@ ACTIONS = [
 LATEST = """
 SELECT target_id, agent, container_id, container_name, image, compose_project, network, ip,
        port, protocol, status, latency_ms::float8 AS latency_ms, error, last_probe_at,
-       last_ok_at, status_since, consecutive_failures, last_error
-FROM latest_state WHERE NOT removed
+       last_ok_at, status_since, consecutive_failures, last_error, stale_since
+FROM latest_state WHERE status <> 'gone'
 """
 
 
@@ -179,10 +179,16 @@ async def check_against_latest_state(query: AsyncTestClient, url: str) -> None:
             assert expected[row["target_id"]] == msgspec.to_builtins(
                 msgspec.json.decode(msgspec.json.encode(row), type=Address)
             )
-    for status in ("up", "down", "stopped", "unknown"):
+    for status in ("up", "down", "stale", "stopped", "unknown"):
         rows = await listed(query, {"status": status})
         wanted = sorted(i for i, row in expected.items() if row["status"] == status)
         assert wanted == sorted(r["target_id"] for r in rows), status
+    with psycopg.connect(url) as conn:
+        gone = conn.execute(
+            "SELECT target_id FROM latest_state WHERE status = 'gone' ORDER BY 1"
+        ).fetchall()
+    rows = await listed(query, {"status": "gone"})
+    assert [row[0] for row in gone] == sorted(r["target_id"] for r in rows)
     for text in ("web", "WEB", "Zeta", "10.5.1", "IMG:2", "%", "_", "\\", "äpi_", "0% C"):
         rows = await listed(query, {"q": text})
         assert matching(url, text) == sorted(r["target_id"] for r in rows), text
