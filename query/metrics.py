@@ -45,7 +45,8 @@ def exposition(rows: Iterable[Mapping[str, Any]]) -> bytes:
         stale.append(f"dockping_target_stale{{{labels}}} {1 if is_stale else 0}")
         if is_stale:
             continue
-        up.append(f"dockping_target_up{{{labels}}} {1 if row['status'] == 'up' else 0}")
+        is_up = row["status"] == "up"
+        up.append(f"dockping_target_up{{{labels}}} {1 if is_up else 0}")
         if row["latency_ms"] is not None:
             latency.append(
                 f"dockping_target_latency_seconds{{{labels}}} {float(row['latency_ms']) / 1000:.6f}"
