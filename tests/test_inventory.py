@@ -171,9 +171,9 @@ def test_a_container_missing_from_an_inventory_leaves_the_default_listing(
         InventoryEvent(time=at(2), container_ids=["kept"]),
     ]
     send(database_url, "host-inv", events, random.Random(1))
-    assert {"kept": "up", "lost": "gone"} == read(database_url, "host-inv")[0]
+    assert read(database_url, "host-inv")[0] == {"kept": "up", "lost": "gone"}
     late = ProbeEvent(
         time=at(3), container_id="lost", ip="10.0.0.2", port=80, ok=True, latency_ms=1
     )
     send(database_url, "host-inv", [late], random.Random(1))
-    assert {"kept": "up", "lost": "up"} == read(database_url, "host-inv")[0]
+    assert read(database_url, "host-inv")[0] == {"kept": "up", "lost": "up"}

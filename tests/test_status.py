@@ -55,9 +55,9 @@ def reference(
     if not stopping:
         if detached_at is not None and detached_at >= probed:
             return "gone"
-        if absent and inventory_at is not None and inventory_at > probed:
-            if inventory_at > (action_at or never):
-                return "gone"
+        # Missing from an inventory newer than its last probe and lifecycle event.
+        if absent and inventory_at is not None and inventory_at > max(probed, action_at or never):
+            return "gone"
     if agent_silent:
         return "stale"
     if stopping and (last_probe_at is None or (action_at is not None and action_at >= probed)):
@@ -132,7 +132,7 @@ def test_no_other_function_or_view_writes_a_status_word(template_url: str) -> No
             "SELECT viewname, definition FROM pg_views WHERE schemaname = current_schema()"
         ).fetchall()
     holders = {name for name, text in [*functions, *views] if STATUS_WORD.search(text or "")}
-    assert STATUS_FUNCTIONS == holders
+    assert holders == STATUS_FUNCTIONS
 
 
 def _status_section(text: str) -> str:
@@ -155,4 +155,4 @@ def test_no_query_or_module_writes_a_status_word() -> None:
         if path.name.startswith("0013_"):
             text = _status_section(text)
         found += [f"{path.relative_to(ROOT)}: {m.group(0)}" for m in STATUS_WORD.finditer(text)]
-    assert [] == found
+    assert found == []
