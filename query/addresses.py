@@ -12,8 +12,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from db.queries import sql
+from dockping.freshness import Freshness
 from query.cursor import BadCursor, Cursor, decode, encode
-from query.freshness import Freshness
 
 # The words dockping_target_status (migration 13) returns; it alone decides which applies.
 Status = Literal["up", "down", "stale", "stopped", "unknown", "gone"]

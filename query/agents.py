@@ -9,7 +9,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from db.queries import sql
-from query.freshness import Freshness
+from dockping.freshness import Freshness
 
 
 class AgentInfo(msgspec.Struct, frozen=True):

@@ -18,11 +18,11 @@ from psycopg.rows import dict_row
 
 from db.connector import connection
 from db.queries import sql
+from dockping.freshness import Freshness, freshness
 from dockping.web import ApiError
 from query import addresses, agents, history, latency, live, params
 from query.addresses import STATUSES, AddressPage, Filters
 from query.cursor import BadCursor, Cursor
-from query.freshness import Freshness, freshness
 from query.metrics import exposition
 
 

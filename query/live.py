@@ -25,8 +25,8 @@ from litestar.response import ServerSentEventMessage
 from db.connector import connection
 from db.queries import sql
 from dockping import logs
+from dockping.freshness import Freshness
 from query.display import live_row
-from query.freshness import Freshness
 
 log = logs.get("dockping.query.live")
 CHANNEL = "dockping_events"

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from db.connector import connection
 from db.queries import sql
+from dockping.freshness import freshness
 from dockping.web import ApiError
 from query import addresses, agents, charts, history, latency, params
 from query.api import (
@@ -30,7 +31,6 @@ from query.api import (
     page_request,
 )
 from query.charts import Change
-from query.freshness import freshness
 
 # The detail page's ranges and the bucket each is drawn with (a few hundred points at most).
 RANGES: dict[str, tuple[timedelta, str]] = {

@@ -392,3 +392,10 @@ SELECT target_id, agent, container_id, container_name, image, compose_project, n
 FROM dockping_latest(now(), dockping_view_setting('stale_after', interval '40 seconds'),
                      dockping_view_setting('default_window', interval '22 seconds'),
                      dockping_view_setting('silent_after', interval '60 seconds'));
+
+-- The targets the notifier has told are stale ("lost sight of"), and since when: a target's
+-- status leaving stale sends "back in sight" and drops its row.
+CREATE TABLE notify_stale (
+    target_id   integer PRIMARY KEY REFERENCES targets,
+    since       timestamptz NOT NULL
+);

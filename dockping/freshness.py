@@ -39,12 +39,15 @@ class Freshness:
         return replace(self, as_of=as_of)
 
 
-def freshness(settings: Settings, now: datetime) -> Freshness:
-    """The query service's freshness as of now."""
+def freshness(
+    settings: Settings, now: datetime, heartbeats: float = MISSED_HEARTBEATS
+) -> Freshness:
+    """The freshness as of now, with an agent silent after this many heartbeat intervals (the
+    query service's banner: MISSED_HEARTBEATS; the notifier: notify.agent_silent_after)."""
     agent = settings.agent
     return Freshness(
         as_of=now,
         stale_after=timedelta(seconds=settings.query.stale_after),
         default_window=timedelta(seconds=agent.probe_interval + agent.probe_timeout),
-        silent_after=timedelta(seconds=agent.resync_interval * MISSED_HEARTBEATS),
+        silent_after=timedelta(seconds=agent.resync_interval * heartbeats),
     )
