@@ -12,6 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from dockping.settings import Duration, Settings
+from ingest.app import create_app as ingest_app
 from notify.api import create_app as notify_app
 from tests.events import batch
 from tests.test_notify_flow import AUTH, Webhook, eventually, notify_settings
@@ -54,8 +55,6 @@ async def test_a_target_gone_stale_is_told_once_and_its_return_once(
     config = msgspec.structs.replace(
         config, query=msgspec.structs.replace(config.query, stale_after=Duration(0.5))
     )
-    from ingest.app import create_app as ingest_app
-
     async with (
         AsyncTestClient(app=ingest_app(config, database_url)) as ingest,
         AsyncTestClient(app=notify_app(config, database_url)),
