@@ -49,8 +49,10 @@ Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
 # A probe interval or timeout: up to a day, which no monitor waits between two probes.
 ProbeMs = Annotated[int, msgspec.Meta(ge=1, le=86_400_000)]
-# A container inventory lists at most this many ids: ten times the largest fleet we measure.
-MAX_INVENTORY = 100_000
+# A container inventory lists at most this many ids (five times the fleet bench/inventory.py
+# measures): 3.4 MB of JSON, so that one beside the agent's 4 MB of other records still fits
+# ingest.max_body_bytes (8 MB).
+MAX_INVENTORY = 50_000
 
 
 class ContractError(ValueError):
