@@ -343,19 +343,19 @@ class EventWriter:
     ) -> dict[str, int]:
         keys: dict[str, int] = {}
         pending: dict[str, tuple[str, str, str, str]] = {}
-        for container_id in listed:
-            # An inventory names containers by id: one not seen before gets its key now.
-            cached = self._containers.get((agent_id, container_id))
-            if cached is not None:
-                keys[container_id] = cached
-            else:
-                pending[container_id] = ("", "", "", "")
         for probe in probes:
             cached = self._containers.get((agent_id, probe.container_id))
             if cached is not None:
                 keys[probe.container_id] = cached
             elif probe.container_id not in pending:
                 pending[probe.container_id] = (probe.container_name, "", "", "")
+        for container_id in listed:
+            # An inventory names containers by id only: one not seen before gets its key now.
+            cached = self._containers.get((agent_id, container_id))
+            if cached is not None:
+                keys[container_id] = cached
+            elif container_id not in pending:
+                pending[container_id] = ("", "", "", "")
         # Lifecycle events carry the container's metadata (a rename, say): always write it.
         for event in sorted(lifecycle, key=lambda e: e.time):
             pending[event.container_id] = (

@@ -236,6 +236,11 @@ async def page(
     text = sql("addresses_page").format(
         keys=", ".join(f"p.k{i}" for i in range(width)),
         inner_keys=", ".join(f"{c} AS k{i}" for i, c in enumerate(sort.selected)),
+        status_filter=(
+            "st.status = ANY(%(statuses)s::text[])"
+            if filters.statuses
+            else "st.status <> ALL(%(hidden)s::text[])"
+        ),
         filters=_filters(filters),
         keyset=_keyset(sort, reverse) if cursor is not None else "",
         listing_join=LISTING_JOIN if sort_name == "name" or filters.agent or filters.q else "",
@@ -244,7 +249,8 @@ async def page(
     )
     params: dict[str, Any] = {
         **fresh.params(),
-        "statuses": list(filters.statuses or LISTED),
+        "statuses": list(filters.statuses),
+        "hidden": [s for s in STATUSES if s not in LISTED],
         "agent": filters.agent,
         "q": f"%{_escape_like(filters.q)}%",
         "limit": limit + 1,

@@ -23,11 +23,12 @@ BEGIN
             PRIMARY KEY (agent_id, time)
         );
         PERFORM create_hypertable('inventories', 'time', chunk_time_interval => interval '1 day');
-        CREATE OR REPLACE FUNCTION dockping_drop_partitions(cutoff timestamptz)
+        -- Inventories expire whole, with the other chunks: the function as before, and them.
+        ALTER FUNCTION dockping_drop_partitions(timestamptz)
+            RENAME TO dockping_drop_partitions_before_inventories;
+        CREATE FUNCTION dockping_drop_partitions(cutoff timestamptz)
         RETURNS integer LANGUAGE sql AS $f$
-            SELECT (SELECT count(*) FROM drop_chunks('probe_events', older_than => cutoff))::integer
-                 + (SELECT count(*) FROM drop_chunks('container_events', older_than => cutoff))::integer
-                 + (SELECT count(*) FROM drop_chunks('heartbeats', older_than => cutoff))::integer
+            SELECT dockping_drop_partitions_before_inventories(cutoff)
                  + (SELECT count(*) FROM drop_chunks('inventories', older_than => cutoff))::integer
         $f$;
     ELSE
@@ -180,15 +181,20 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT coalesce(last_heartbeat_at, first_seen_at) < as_of - silent_after
 $$;
 
--- Until when a target's last probe vouches for it: the probe, its interval and timeout (the
--- agent's, or default_window when it sent none), and stale_after.
+-- A target's probe window: its interval and timeout, as its agent sent them (null: not sent).
+CREATE FUNCTION dockping_probe_window(interval_ms integer, timeout_ms integer) RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (interval_ms + timeout_ms) * interval '1 millisecond'
+$$;
+
+-- Until when a target's last probe vouches for it: the probe, its window (or default_window
+-- when its agent sent none), and stale_after. (One timestamp addition per row: the listing
+-- computes this for every row it orders or filters by status.)
 CREATE FUNCTION dockping_fresh_until(
-    last_probe_at timestamptz, interval_ms integer, timeout_ms integer, default_window interval,
+    last_probe_at timestamptz, probe_window interval, default_window interval,
     stale_after interval) RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT last_probe_at
-           + coalesce((interval_ms + timeout_ms) * interval '1 millisecond', default_window)
-           + stale_after
+    SELECT last_probe_at + (coalesce(probe_window, default_window) + stale_after)
 $$;
 
 -- status: begin (the only place that writes a status word: tests/test_status.py)
@@ -284,14 +290,13 @@ ALTER TABLE address_lifecycle DROP COLUMN gone_at,
     ADD COLUMN agent_id integer,
     ADD COLUMN detached_at timestamptz,
     ADD COLUMN absent boolean NOT NULL DEFAULT false,
-    ADD COLUMN interval_ms integer,
-    ADD COLUMN timeout_ms integer;
+    ADD COLUMN probe_window interval;
 
 DROP FUNCTION dockping_lifecycle_rows(integer[]);
 CREATE FUNCTION dockping_lifecycle_rows(keys integer[])
 RETURNS SETOF address_lifecycle LANGUAGE sql STABLE AS $$
     SELECT t.target_id, cs.action, cs.action_at, c.agent_id, ns.detached_at,
-           ab.container_key IS NOT NULL, t.interval_ms, t.timeout_ms
+           ab.container_key IS NOT NULL, dockping_probe_window(t.interval_ms, t.timeout_ms)
     FROM targets t
     JOIN containers c USING (container_key)
     LEFT JOIN container_state cs USING (container_key)
@@ -305,7 +310,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE address_lifecycle l SET action = n.action, action_at = n.action_at,
         agent_id = n.agent_id, detached_at = n.detached_at, absent = n.absent,
-        interval_ms = n.interval_ms, timeout_ms = n.timeout_ms
+        probe_window = n.probe_window
     FROM dockping_lifecycle_rows(keys) n
     WHERE l.target_id = n.target_id AND l IS DISTINCT FROM n;
     INSERT INTO address_lifecycle SELECT * FROM dockping_lifecycle_rows(keys)
@@ -354,13 +359,15 @@ LANGUAGE sql STABLE AS $$
                s.status_since AS run_since, s.consecutive_failures, s.last_error,
                s.last_error_at,
                CASE WHEN g.agent_silent THEN g.silent_since
-                    ELSE dockping_fresh_until(s.last_probe_at, t.interval_ms, t.timeout_ms,
-                                              default_window, stale_after) END AS stale_since,
+                    ELSE dockping_fresh_until(
+                        s.last_probe_at, dockping_probe_window(t.interval_ms, t.timeout_ms),
+                        default_window, stale_after) END AS stale_since,
                dockping_target_status(
                    cs.action, cs.action_at, ns.detached_at, ab.container_key IS NOT NULL,
                    g.inventory_at, s.last_probe_at, s.latency_us,
-                   dockping_fresh_until(s.last_probe_at, t.interval_ms, t.timeout_ms,
-                                        default_window, stale_after),
+                   dockping_fresh_until(
+                       s.last_probe_at, dockping_probe_window(t.interval_ms, t.timeout_ms),
+                       default_window, stale_after),
                    g.agent_silent, as_of) AS status
         FROM targets t
         JOIN containers c USING (container_key)

@@ -2,7 +2,9 @@
 -- One page of the address listing, in order. The inner query finds the page's ids and sort
 -- keys in address_lifecycle and target_state (and address_listing when the name order or a
 -- text filter needs it): the name order walks an index, the others compute one integer or
--- time per row and keep the best few. Each row's status is dockping_target_status() as of
+-- time per row and keep the best few. The status filter is `st.status <> ALL(hidden)` when
+-- none is asked for (the planner then expects most rows to pass, and walks the name index),
+-- else `st.status = ANY(statuses)`. Each row's status is dockping_target_status() as of
 -- %(as_of)s, over the lifecycle row, the state row and the agent; the outer query reads the
 -- page's rows in full from dockping_latest(), which computes the same. Keys, filters,
 -- keyset, join and orders come from fixed lists in query/addresses.py.
@@ -19,19 +21,23 @@ FROM (
         SELECT dockping_target_status(
             lc.action, lc.action_at, lc.detached_at, lc.absent, g.inventory_at,
             s.last_probe_at, s.latency_us,
-            dockping_fresh_until(s.last_probe_at, lc.interval_ms, lc.timeout_ms,
-                                 %(default_window)s, %(stale_after)s),
+            dockping_fresh_until(s.last_probe_at, lc.probe_window, %(default_window)s,
+                                 %(stale_after)s),
             g.agent_silent, %(as_of)s) AS status
     ) st
-    WHERE st.status = ANY(%(statuses)s::text[])
+    WHERE {status_filter}
       {filters}
       {keyset}
     ORDER BY {order}
     LIMIT %(limit)s
 ) p
 JOIN address_listing a ON a.target_id = p.target_id
-JOIN dockping_latest(%(as_of)s, %(stale_after)s, %(default_window)s, %(silent_after)s) l
-    ON l.target_id = p.target_id
+-- One row each, by its id (OFFSET 0 keeps it a lookup per row, not a join of every target).
+CROSS JOIN LATERAL (
+    SELECT * FROM dockping_latest(%(as_of)s, %(stale_after)s, %(default_window)s, %(silent_after)s) x
+    WHERE x.target_id = p.target_id
+    OFFSET 0
+) l
 ORDER BY {outer_order}
 
 -- target_by_id --
