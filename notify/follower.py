@@ -207,7 +207,8 @@ class Follower:
     async def check_stale(self, pool: psycopg_pool.AsyncConnectionPool) -> int:
         """Queue "lost sight of" for each target whose status went stale, and "sees again"
         when it leaves stale (silently when it is gone); count queued. A target stale since
-        before notify.max_catch_up is recorded without a message, as at a first start."""
+        before notify.max_catch_up is recorded without a message, as at a first start, and so
+        is one whose agent fell silent: the agent's own message says so for all of them."""
         now = datetime.now(UTC)
         horizon = now - timedelta(seconds=self.settings.notify.max_catch_up)
         async with connection(pool) as conn, conn.transaction():
@@ -228,15 +229,17 @@ class Follower:
             )
             info = {row[0]: (Target(*row[:8]), row[8] or {}) for row in await cursor.fetchall()}
             outbox = _Outbox()
-            told: dict[int, datetime] = {}
+            told: dict[int, tuple[datetime, bool]] = {}
             forgotten: list[int] = []
-            for target_id, status, stale_since, last_probe_at, told_since in rows:
+            for row in rows:
+                target_id, status, stale_since, last_probe_at, told_since, silent, by_silence = row
                 lost = status == "stale"
                 if lost:
-                    told[target_id] = stale_since or now
+                    told[target_id] = (stale_since or now, bool(silent))
                 else:
                     forgotten.append(target_id)
-                if (lost and (stale_since or now) < horizon) or status == "gone":
+                quiet = silent if lost else by_silence
+                if quiet or (lost and (stale_since or now) < horizon) or status == "gone":
                     continue
                 target, labels = info[target_id]
                 subject = Subject(
@@ -248,7 +251,7 @@ class Follower:
                     target_id=target_id,
                 )
                 kind = "lost_sight" if lost else "back_in_sight"
-                since = told[target_id] if lost else told_since
+                since = told[target_id][0] if lost else told_since
                 text = sight_message(target, lost, last_probe_at, self.public_url)
                 key = f"t{target_id}:{kind}:{since.isoformat()}"
                 for rule in rules_for(self.rules, subject):
@@ -259,7 +262,11 @@ class Follower:
                 ids = sorted(told)
                 await conn.execute(
                     sql("notify_told_stale"),
-                    {"target_ids": ids, "since": [told[i] for i in ids]},
+                    {
+                        "target_ids": ids,
+                        "since": [told[i][0] for i in ids],
+                        "by_silence": [told[i][1] for i in ids],
+                    },
                 )
             if forgotten:
                 await conn.execute(sql("notify_forget_stale"), {"target_ids": forgotten})

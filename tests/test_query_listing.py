@@ -56,12 +56,6 @@ FROM latest_state WHERE status <> 'gone'
 """
 
 
-@pytest.fixture(autouse=True)
-def views_as_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """latest_state takes query.stale_after as the test settings set it (conftest.settings)."""
-    monkeypatch.setenv("PGOPTIONS", "-c dockping.stale_after=1d")
-
-
 @pytest.fixture(params=["postgres"])
 def backend_url(request: pytest.FixtureRequest, database_url: str) -> Iterator[str]:
     """A fresh database of one backend: plain PostgreSQL unless a test asks for more."""

@@ -402,7 +402,10 @@ FROM dockping_latest(now(), dockping_view_setting('stale_after', interval '40 se
 
 -- The targets the notifier has told are stale ("lost sight of"), and since when: a target's
 -- status leaving stale sends "back in sight" and drops its row.
+-- A target stale because its agent fell silent is told by the agent's own message instead
+-- (by_silence), once for all its targets.
 CREATE TABLE notify_stale (
     target_id   integer PRIMARY KEY REFERENCES targets,
-    since       timestamptz NOT NULL
+    since       timestamptz NOT NULL,
+    by_silence  boolean NOT NULL
 );
