@@ -45,6 +45,8 @@ BACKOFF_FIRST = 0.25
 BACKOFF_CAP = 10.0
 OnContainer = Callable[[str, Container | None], None]
 OnLifecycle = Callable[[ContainerEvent], None]
+# After each complete resync: when, and the ids of every container held (running or paused).
+OnInventory = Callable[[datetime, list[str]], None]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -189,12 +191,14 @@ class Discovery:
         on_lifecycle: OnLifecycle,
         call_timeout: float = docker_api.CALL_TIMEOUT,
         http_rules: Sequence[HttpRule] = (),
+        on_inventory: OnInventory = lambda when, ids: None,
     ) -> None:
         self.docker_url = docker_url
         self.resync_interval = resync_interval
         self.icmp = icmp
         self.on_container = on_container
         self.on_lifecycle = on_lifecycle
+        self.on_inventory = on_inventory
         self.call_timeout = call_timeout
         self.http_rules = tuple(http_rules)
         self.containers: dict[str, Container] = {}
@@ -396,6 +400,7 @@ class Discovery:
                 del self._fingerprints[container_id]
             self.resyncs += 1
             self.resynced.set()
+            self.on_inventory(datetime.now(UTC), sorted(self.containers))
             self.last_diff = ResyncDiff(added, changed, len(gone))
             (log.info if added or changed or gone else log.debug)(
                 "docker.resync",

@@ -13,7 +13,7 @@ from typing import IO
 
 import msgspec
 
-from dockping.contract import ContainerEvent, Event, HeartbeatEvent, ProbeEvent
+from dockping.contract import ContainerEvent, Event, HeartbeatEvent, InventoryEvent, ProbeEvent
 
 
 class _Identity(msgspec.Struct, omit_defaults=True):
@@ -41,6 +41,8 @@ def identity(event: Event, dropped: bool = False) -> _Identity:
         return _Identity(
             "container", when, event.container_id, action=event.action, dropped=dropped
         )
+    if isinstance(event, InventoryEvent):
+        return _Identity("inventory", when, dropped=dropped)
     assert isinstance(event, HeartbeatEvent)
     return _Identity("heartbeat", when, dropped=dropped)
 

@@ -20,7 +20,7 @@ from agent.shipper import Shipper
 from agent.targets import Container, Target
 from agent.vantage import Vantages
 from dockping import __version__, logs, tokens
-from dockping.contract import ContainerEvent, HeartbeatEvent, ProbeEvent
+from dockping.contract import ContainerEvent, HeartbeatEvent, InventoryEvent, ProbeEvent
 from dockping.settings import Settings
 
 log = logs.get("dockping.agent")
@@ -29,6 +29,11 @@ log = logs.get("dockping.agent")
 def docker_url(configured: str) -> str:
     """The Docker endpoint: the setting, else DOCKER_HOST, else the local socket."""
     return configured or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def _ms(seconds: float) -> int:
+    """A duration in whole milliseconds, within what the contract takes (1 ms to a day)."""
+    return min(max(round(seconds * 1000), 1), 86_400_000)
 
 
 class Agent:
@@ -55,6 +60,7 @@ class Agent:
             self._on_container,
             self._on_lifecycle,
             http_rules=config.http,
+            on_inventory=self._on_inventory,
         )
         self._last_ok: dict[tuple[str, str, int | None, str], bool] = {}
         # Per container, the targets declared unprobed (vantage none) since it was last seen.
@@ -94,10 +100,16 @@ class Agent:
             connect_ms=detail.connect_ms if detail else None,
             tls_not_after=detail.tls_not_after if detail else None,
             vantage=target.vantage,  # type: ignore[arg-type]
+            interval_ms=_ms(target.interval or self.settings.agent.probe_interval),
+            timeout_ms=_ms(self.settings.agent.probe_timeout),
         )
 
     def _on_lifecycle(self, event: ContainerEvent) -> None:
         self.shipper.add(event, urgent=True)
+
+    def _on_inventory(self, when: datetime, container_ids: list[str]) -> None:
+        # Sent at once, like a lifecycle event: it is what makes a vanished container gone.
+        self.shipper.add(InventoryEvent(time=when, container_ids=container_ids), urgent=True)
 
     def _on_result(self, target: Target, result: ProbeResult) -> None:
         event = self._event(target, result)

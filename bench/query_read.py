@@ -142,6 +142,10 @@ def query_service(url: str) -> Iterator[str]:
             "DOCKPING_DATABASE__URL": url,
             "DOCKPING_QUERY__PORT": str(port),
             "DOCKPING_LOG__LEVEL": "warning",
+            # The dataset's probes and heartbeats are from when it was made: keep them fresh,
+            # so that a kept dataset reads as the statuses it was made with.
+            "DOCKPING_QUERY__STALE_AFTER": "3650d",
+            "DOCKPING_AGENT__RESYNC_INTERVAL": "3650d",
         }
         log = (Path(scratch) / "query.log").open("wb")
         process = subprocess.Popen(

@@ -18,7 +18,7 @@ from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
 from db.queries import sql
-from dockping.contract import Batch, ContainerEvent, HeartbeatEvent, ProbeEvent
+from dockping.contract import Batch, ContainerEvent, HeartbeatEvent, InventoryEvent, ProbeEvent
 from dockping.projection import VANTAGE_CODES, TargetState, encode_latency
 
 # A NOTIFY payload must stay under 8000 bytes; past this many ids listeners reload everything.
@@ -66,6 +66,7 @@ psycopg.adapters.register_dumper(Int4Array, _Int4ArrayDumper)
 TargetKey = tuple[int, str, int | None, str]  # container_key, ip, port, protocol
 # agent_id, container_id, ip, port, protocol, vantage: a target whose vantage changes is a miss.
 ProbeKey = tuple[int, str, str, int | None, str, str | None]
+Window = tuple[int, int]  # a target's probe interval and timeout, in ms
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ class EventWriter:
         self._partitions: set[int] = set()
         # The HTTP(S) targets this writer knows, whose events may carry details.
         self._detailed: set[int] = set()
+        # Per target, the probe interval and timeout stored (as this writer last wrote them).
+        self._windows: dict[int, Window] = {}
 
     async def ensure_partitions(
         self, conn: psycopg.AsyncConnection, start: datetime, end: datetime
@@ -136,31 +139,31 @@ class EventWriter:
         declared: list[ProbeEvent] = []  # targets no vantage reaches: a row, never an event
         lifecycle: list[ContainerEvent] = []
         heartbeats: list[HeartbeatEvent] = []
+        inventories: list[InventoryEvent] = []
         for event in batch.events:
             if isinstance(event, ProbeEvent):
                 (declared if event.vantage == "none" else probes).append(event)
             elif isinstance(event, ContainerEvent):
                 lifecycle.append(event)
-            else:
+            elif isinstance(event, HeartbeatEvent):
                 heartbeats.append(event)
+            else:
+                inventories.append(event)
         times = [e.time for e in batch.events]
         if times:
             await self.ensure_partitions(conn, min(times), max(times))
-        if probes and not lifecycle and not heartbeats and not declared:
+        if probes and len(probes) == len(batch.events):
             # Every event is a probe: `times` are the probes' times.
             alone = await self._append_alone(conn, batch, probes, times)
             if alone is not None:
                 return alone
+        others = _Others(lifecycle, heartbeats, inventories)
         try:
-            return await self._write(
-                conn, batch, probes, declared, lifecycle, heartbeats, once=True
-            )
+            return await self._write(conn, batch, probes, declared, others, once=True)
         except psycopg.errors.UniqueViolation:
             # A state behind its stored events (which folding in the same transaction never
             # leaves; a hand edit could): the batch again, every event checked for duplicates.
-            return await self._write(
-                conn, batch, probes, declared, lifecycle, heartbeats, once=False
-            )
+            return await self._write(conn, batch, probes, declared, others, once=False)
 
     async def _append_alone(
         self,
@@ -184,6 +187,8 @@ class EventWriter:
             # path; a batch of TCP targets alone is never scanned for it (no such target:
             # no cost at all).
             return None
+        if self._new_windows(probes, target_ids):
+            return None  # a target's interval or timeout to store first
         new_probes, new_ids, new_times = self._unknown(probes, target_ids, times)
         accepted, changed = 0, set()
         if new_probes:
@@ -233,11 +238,11 @@ class EventWriter:
         batch: Batch,
         probes: list[ProbeEvent],
         declared: list[ProbeEvent],
-        lifecycle: list[ContainerEvent],
-        heartbeats: list[HeartbeatEvent],
+        others: _Others,
         *,
         once: bool,
     ) -> AppendResult:
+        lifecycle, heartbeats = others.lifecycle, others.heartbeats
         new_agents: dict[str, int] = {}
         new_containers: dict[tuple[int, str], int] = {}
         new_targets: dict[TargetKey, int] = {}
@@ -251,7 +256,12 @@ class EventWriter:
             cached = None if declared else self._known_target_ids(probe_keys)
             dimensions = [*probes, *declared]
             keys = await self._container_keys(
-                conn, agent_id, dimensions if cached is None else [], lifecycle, new_containers
+                conn,
+                agent_id,
+                dimensions if cached is None else [],
+                lifecycle,
+                new_containers,
+                [i for inventory in others.inventories for i in inventory.container_ids],
             )
             declared_ids: list[int] = []
             if cached is None:
@@ -261,6 +271,9 @@ class EventWriter:
                 target_ids, declared_ids = target_ids[: len(probes)], target_ids[len(probes) :]
             else:
                 target_ids = cached
+            windows = self._new_windows(probes, target_ids)
+            if windows:
+                await _write_windows(conn, windows)
             times = [p.time for p in probes]
             accepted_probes, changed_targets = await self._append_probes(
                 conn, agent_id, *self._unknown(probes, target_ids, times), once=once
@@ -273,7 +286,16 @@ class EventWriter:
             accepted_heartbeats = await self._append_heartbeats(conn, agent_id, heartbeats)
             # A declaration is taken each time (it only writes its target's row).
             changed_targets |= set(declared_ids)
-            accepted = accepted_probes + len(declared) + accepted_lifecycle + accepted_heartbeats
+            accepted_inventories = await self._append_inventories(
+                conn, agent_id, others.inventories, keys, changed_containers
+            )
+            accepted = (
+                accepted_probes
+                + len(declared)
+                + accepted_lifecycle
+                + accepted_heartbeats
+                + accepted_inventories
+            )
             if accepted:
                 await conn.execute(
                     sql("notify_events"),
@@ -284,6 +306,7 @@ class EventWriter:
         self._containers.update(new_containers)
         self._targets.update(new_targets)
         self._vantages.update(new_vantages)
+        self._windows.update(windows)
         if cached is None:
             self._probe_targets.update(zip(probe_keys, target_ids, strict=True))
             self._detailed.update(
@@ -297,6 +320,17 @@ class EventWriter:
             changed_targets=frozenset(changed_targets),
             changed_containers=frozenset(changed_containers),
         )
+
+    def _new_windows(self, probes: list[ProbeEvent], target_ids: list[int]) -> dict[int, Window]:
+        """The probe intervals and timeouts of these probes that differ from those stored."""
+        known = self._windows
+        return {
+            target_id: window
+            for probe, target_id in zip(probes, target_ids, strict=True)
+            if probe.interval_ms is not None
+            and probe.timeout_ms is not None
+            and known.get(target_id) != (window := (probe.interval_ms, probe.timeout_ms))
+        }
 
     def _known_target_ids(self, keys: list[ProbeKey]) -> list[int] | None:
         """The target ids of these probes, when this writer knows every one."""
@@ -337,6 +371,7 @@ class EventWriter:
         probes: list[ProbeEvent],
         lifecycle: list[ContainerEvent],
         made: dict[tuple[int, str], int],
+        listed: list[str],
     ) -> dict[str, int]:
         keys: dict[str, int] = {}
         pending: dict[str, tuple[str, str, str, str]] = {}
@@ -346,6 +381,13 @@ class EventWriter:
                 keys[probe.container_id] = cached
             elif probe.container_id not in pending:
                 pending[probe.container_id] = (probe.container_name, "", "", "")
+        for container_id in listed:
+            # An inventory names containers by id only: one not seen before gets its key now.
+            cached = self._containers.get((agent_id, container_id))
+            if cached is not None:
+                keys[container_id] = cached
+            elif container_id not in pending:
+                pending[container_id] = ("", "", "", "")
         # Lifecycle events carry the container's metadata (a rename, say): always write it.
         for event in sorted(lifecycle, key=lambda e: e.time):
             pending[event.container_id] = (
@@ -543,6 +585,54 @@ class EventWriter:
         )
         row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+    async def _append_inventories(
+        self,
+        conn: psycopg.AsyncConnection,
+        agent_id: int,
+        inventories: list[InventoryEvent],
+        keys: dict[str, int],
+        changed: set[int],
+    ) -> int:
+        """Append inventories, oldest first, and fold the newest; note the containers whose
+        absence changed."""
+        accepted = 0
+        for inventory in sorted(inventories, key=lambda e: e.time):
+            cursor = await conn.execute(
+                sql("append_inventory"),
+                {
+                    "agent_id": agent_id,
+                    "time": inventory.time,
+                    "container_keys": Int4Array.of([keys[i] for i in inventory.container_ids]),
+                },
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            accepted += bool(row[0])
+            changed.update(row[1] or ())
+        return accepted
+
+
+@dataclass(frozen=True)
+class _Others:
+    """A batch's events other than probes."""
+
+    lifecycle: list[ContainerEvent]
+    heartbeats: list[HeartbeatEvent]
+    inventories: list[InventoryEvent]
+
+
+async def _write_windows(conn: psycopg.AsyncConnection, windows: dict[int, Window]) -> None:
+    """Store targets' probe intervals and timeouts."""
+    ids = sorted(windows)
+    await conn.execute(
+        sql("update_target_windows"),
+        {
+            "target_ids": ids,
+            "intervals": [windows[i][0] for i in ids],
+            "timeouts": [windows[i][1] for i in ids],
+        },
+    )
 
 
 async def write_target_states(

@@ -10,7 +10,8 @@ from db.queries import sql
 
 
 def rebuild(url: str) -> dict[str, int]:
-    """Refold target, container and agent state and the latency rollups; return row counts."""
+    """Refold target, container, agent and inventory state and the latency rollups; return row
+    counts."""
     counts: dict[str, int] = {}
     with translate_errors(), psycopg.connect(url) as conn:
         backend = check_schema(conn)
@@ -21,7 +22,10 @@ def rebuild(url: str) -> dict[str, int]:
                 conn.execute("SELECT pg_advisory_xact_lock(7003)")
             # Batches wait while the rebuild runs. The tables are locked in the order in
             # which a batch writes them, so that neither waits for the other in a circle.
-            tables = "target_state, target_detail, container_state, network_state, agent_state"
+            tables = (
+                "target_state, target_detail, container_state, network_state, agent_state,"
+                " agent_inventory, container_absence"
+            )
             if backend == "postgres":
                 tables = f"rollup_log, {tables}, probe_minute, rollup_hour_log, probe_hour"
             conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
@@ -43,6 +47,9 @@ def rebuild(url: str) -> dict[str, int]:
             counts["networks"] = conn.execute(sql("rebuild_network_states")).rowcount
             conn.execute(sql("delete_agent_states"))
             counts["agents"] = conn.execute(sql("rebuild_agent_states")).rowcount
+            conn.execute(sql("delete_agent_inventories"))
+            counts["inventories"] = conn.execute(sql("rebuild_agent_inventories")).rowcount
+            conn.execute(sql("rebuild_absence"))
             if backend == "postgres":
                 conn.execute(sql("delete_rollups"))
                 conn.execute(sql("log_every_minute"))

@@ -55,7 +55,6 @@ ContainerAction = Literal[
     "network_connect",
     "network_disconnect",
 ]
-STOPPING_ACTIONS = frozenset({"stop", "die", "kill", "destroy", "oom"})
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -71,6 +70,12 @@ Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 # An hour is far beyond any probe timeout; anything larger is a broken clock or garbage.
 LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
 HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=599)]
+# A probe interval or timeout: up to a day, which no monitor waits between two probes.
+ProbeMs = Annotated[int, msgspec.Meta(ge=1, le=86_400_000)]
+# A container inventory lists at most this many ids (five times the fleet bench/inventory.py
+# measures): 3.4 MB of JSON, so that one beside the agent's 4 MB of other records still fits
+# ingest.max_body_bytes (8 MB).
+MAX_INVENTORY = 50_000
 
 
 class ContractError(ValueError):
@@ -98,6 +103,10 @@ class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_
     """http and https: how long the TCP connect took, when it succeeded."""
     vantage: Vantage | None = None
     """Where the probe was sent from; null: not said (an agent from before vantages)."""
+    interval_ms: ProbeMs | None = None
+    """How often the agent probes this target; with timeout_ms, when its status goes stale."""
+    timeout_ms: ProbeMs | None = None
+    """The agent's deadline for one probe of this target."""
 
     def __post_init__(self) -> None:
         canonical_ip(self.ip)
@@ -185,7 +194,18 @@ class HeartbeatEvent(msgspec.Struct, tag="heartbeat", tag_field="type", frozen=T
     dropped: Count64 = 0
 
 
-Event = ProbeEvent | ContainerEvent | HeartbeatEvent
+class InventoryEvent(msgspec.Struct, tag="inventory", tag_field="type", frozen=True, kw_only=True):
+    """After a complete resync: every container the agent watches (running or paused).
+
+    Identified by (agent, time). A container of the agent missing from it, last seen running
+    or paused and with no event newer than it, is gone.
+    """
+
+    time: Time
+    container_ids: Annotated[list[Name], msgspec.Meta(max_length=MAX_INVENTORY)]
+
+
+Event = ProbeEvent | ContainerEvent | HeartbeatEvent | InventoryEvent
 
 
 class Batch(msgspec.Struct, frozen=True, kw_only=True):
@@ -239,11 +259,19 @@ class _StrictHeartbeatEvent(
     version: NulFreeText = ""
 
 
+class _StrictInventoryEvent(
+    InventoryEvent, tag="inventory", tag_field="type", frozen=True, kw_only=True
+):
+    container_ids: Annotated[list[NulFreeName], msgspec.Meta(max_length=MAX_INVENTORY)]
+
+
 class _StrictBatch(msgspec.Struct, frozen=True, kw_only=True):
     """Batch with every string field (ip aside: it is parsed) refusing NUL; never returned."""
 
     agent: NulFreeName
-    events: list[_StrictProbeEvent | _StrictContainerEvent | _StrictHeartbeatEvent]
+    events: list[
+        _StrictProbeEvent | _StrictContainerEvent | _StrictHeartbeatEvent | _StrictInventoryEvent
+    ]
 
 
 _decoder = msgspec.json.Decoder(Batch)

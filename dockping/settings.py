@@ -118,6 +118,8 @@ class QuerySettings(_Section, frozen=True):
     """Empty: no read token. Set it when the service is reachable beyond loopback."""
     max_points: int = 5_000
     """Most points one latency request may return (400 above)."""
+    stale_after: Duration = Duration(40)
+    """A target not probed for its interval plus timeout plus this long is `stale`, not `up`."""
 
 
 class HttpRule(_Section, frozen=True):

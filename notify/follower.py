@@ -24,8 +24,9 @@ from psycopg.types.json import Jsonb
 from db.connector import connection
 from db.queries import sql
 from dockping import logs
+from dockping.freshness import freshness
 from dockping.settings import NotifyRule, Settings
-from notify.messages import Target, agent_message, target_message
+from notify.messages import Target, agent_message, sight_message, target_message
 from notify.rules import (
     Params,
     State,
@@ -222,6 +223,74 @@ class Follower:
                     outbox.add(
                         key, self.channels[rule.name], None, agent_id, kind, text.title, text.body
                     )
+            return await outbox.write(conn)
+
+    async def check_stale(self, pool: psycopg_pool.AsyncConnectionPool) -> int:
+        """Queue "lost sight of" for each target whose status went stale, and "sees again"
+        when it leaves stale (silently when it is gone); count queued. A target stale since
+        before notify.max_catch_up is recorded without a message, as at a first start, and so
+        is one whose agent fell silent: the agent's own message says so for all of them."""
+        now = datetime.now(UTC)
+        horizon = now - timedelta(seconds=self.settings.notify.max_catch_up)
+        async with connection(pool) as conn, conn.transaction():
+            cursor = await conn.execute(
+                sql("notify_stale_changes"),
+                {
+                    **freshness(
+                        self.settings, now, self.settings.notify.agent_silent_after
+                    ).params(),
+                    "stale": "stale",
+                },
+            )
+            rows = await cursor.fetchall()
+            if not rows:
+                return 0
+            cursor = await conn.execute(
+                sql("notify_target_info"), {"target_ids": [row[0] for row in rows]}
+            )
+            info = {row[0]: (Target(*row[:8]), row[8] or {}) for row in await cursor.fetchall()}
+            outbox = _Outbox()
+            told: dict[int, tuple[datetime, bool]] = {}
+            forgotten: list[int] = []
+            for row in rows:
+                target_id, status, stale_since, last_probe_at, told_since, silent, by_silence = row
+                lost = status == "stale"
+                if lost:
+                    told[target_id] = (stale_since or now, bool(silent))
+                else:
+                    forgotten.append(target_id)
+                quiet = silent if lost else by_silence
+                if quiet or (lost and (stale_since or now) < horizon) or status == "gone":
+                    continue
+                target, labels = info[target_id]
+                subject = Subject(
+                    agent=target.agent,
+                    project=target.project,
+                    container=target.container,
+                    image=target.image,
+                    labels={str(k): str(v) for k, v in labels.items()},
+                    target_id=target_id,
+                )
+                kind = "lost_sight" if lost else "back_in_sight"
+                since = told[target_id][0] if lost else told_since
+                text = sight_message(target, lost, last_probe_at, self.public_url)
+                key = f"t{target_id}:{kind}:{since.isoformat()}"
+                for rule in rules_for(self.rules, subject):
+                    outbox.add(
+                        key, self.channels[rule.name], target_id, None, kind, text.title, text.body
+                    )
+            if told:
+                ids = sorted(told)
+                await conn.execute(
+                    sql("notify_told_stale"),
+                    {
+                        "target_ids": ids,
+                        "since": [told[i][0] for i in ids],
+                        "by_silence": [told[i][1] for i in ids],
+                    },
+                )
+            if forgotten:
+                await conn.execute(sql("notify_forget_stale"), {"target_ids": forgotten})
             return await outbox.write(conn)
 
     async def expire(self, pool: psycopg_pool.AsyncConnectionPool) -> None:

@@ -97,6 +97,7 @@ class Notifier:
             # NOTIFY that named no targets) and checks the agents' heartbeats.
             await self._queued(await self.follower.fold(pool, None))
             await self._queued(await self.follower.check_agents(pool))
+            await self._queued(await self.follower.check_stale(pool))
             deadline = time.monotonic() + interval
             # No cancel scope around the folds: a fold cut short mid-query would leave its
             # connection in doubt. The waits time out by themselves instead.

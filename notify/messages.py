@@ -17,6 +17,8 @@ NOTIFY_TYPES = {
     "settled": "info",
     "agent_silent": "warning",
     "agent_back": "success",
+    "lost_sight": "warning",
+    "back_in_sight": "success",
 }
 
 
@@ -103,6 +105,24 @@ def target_message(change: Change, target: Target, public_url: str, flap_window:
         return Text(f"FLAPPING: {target.label}", f"{body}\n{link}")
     body = f"{where} has settled: it is {change.status.upper()}, stable for {span(timedelta(seconds=flap_window))}."
     return Text(f"SETTLED ({change.status}): {target.label}", f"{body}\n{link}")
+
+
+def sight_message(
+    target: Target, lost: bool, last_probe_at: datetime | None, public_url: str
+) -> Text:
+    """The message for a target whose status went stale (nothing vouches for it) or back."""
+    link = f"{public_url.rstrip('/')}/targets/{target.target_id}"
+    where = f"{target.container or '?'} at {target.address} on agent {target.agent}"
+    if lost:
+        probed = f"no probe since {when(last_probe_at)}" if last_probe_at else "never probed"
+        return Text(
+            f"dockping lost sight of {target.container or target.address}",
+            f"{where}: {probed}; its status is not known.\n{link}",
+        )
+    return Text(
+        f"dockping sees {target.container or target.address} again",
+        f"{where} is probed again.\n{link}",
+    )
 
 
 def agent_message(agent: str, silent: bool, last_heartbeat_at: datetime, after: float) -> Text:

@@ -12,25 +12,15 @@ import psycopg
 from psycopg.rows import dict_row
 
 from db.queries import sql
+from dockping.freshness import Freshness
 from query.cursor import BadCursor, Cursor, decode, encode
 from query.display import vantage_of
 
-Status = Literal["up", "down", "stopped", "unknown"]
-STATUSES: tuple[Status, ...] = ("up", "down", "stopped", "unknown")
-
-# A target's status as a rank, the order of the status sort: the CASE of latest_state over
-# the target's lifecycle row (lc) and its state (s), as one integer instead of a word.
-_RANK = (
-    "(CASE WHEN {lc}.action IN ('stop', 'die', 'kill', 'destroy', 'oom')"
-    " AND (s.last_probe_at IS NULL OR {lc}.action_at >= s.last_probe_at) THEN 3"
-    " WHEN {lc}.action = 'pause' THEN 0 WHEN s.target_id IS NULL THEN 1"
-    " WHEN s.latency_us >= 0 THEN 2 ELSE 0 END)"
-)
-STATUS_RANK = _RANK.format(lc="lc")
-# The same in the outer query, over the lifecycle columns the inner one passes on (p).
-OUTER_STATUS_RANK = _RANK.format(lc="p")
-RANKS: dict[str, int] = {"down": 0, "unknown": 1, "up": 2, "stopped": 3}
-STATUS_OF_RANK: tuple[Status, ...] = ("down", "unknown", "up", "stopped")
+# The words dockping_target_status (migration 13) returns; it alone decides which applies.
+Status = Literal["up", "down", "stale", "stopped", "unknown", "gone"]
+STATUSES: tuple[Status, ...] = ("up", "down", "stale", "stopped", "unknown", "gone")
+# What the listing shows unless asked for a status: gone addresses stay in history only.
+LISTED: tuple[Status, ...] = tuple(s for s in STATUSES if s != "gone")
 # Stand-ins for "none", so that every key compares as a row and fits a JSON number. No
 # latency reaches 2**32 µs (the store holds an int4); -2**62 µs is long before year 1.
 NO_LATENCY = 2**32
@@ -86,8 +76,8 @@ SORTS: dict[str, Sort] = {
         descending=False,
     ),
     "status": Sort(
-        columns=(STATUS_RANK,),
-        selected=(STATUS_RANK,),
+        columns=("dockping_status_rank(st.status)",),
+        selected=("dockping_status_rank(st.status)",),
         outer=("p.k0",),
         params=("%(k0)s",),
         kinds=(int,),
@@ -151,6 +141,8 @@ class Address(msgspec.Struct, frozen=True):
     status_since: datetime | None
     consecutive_failures: int | None
     last_error: str | None
+    stale_since: datetime | None = None
+    """When the last probe stops vouching for the target (or its agent fell silent)."""
     http_status: int | None = None
     """http and https: the status code of the last probe, when it got one."""
     health: str | None = None
@@ -196,8 +188,6 @@ def _filters(filters: Filters) -> str:
     # (LIKE of the lower-cased text and pattern) over columns stored lower-cased; lower(q) is
     # a sub-select so that it is computed once, not per row.
     parts = []
-    if filters.statuses:
-        parts.append(f"AND {STATUS_RANK} = ANY(%(ranks)s::integer[])")
     if filters.agent:
         parts.append("AND a.agent = %(agent)s::text")
     if filters.healths:
@@ -230,7 +220,21 @@ def parse_cursor(text: str | None, sort_name: str) -> Cursor | None:
         sort.to_param(value)  # raises BadCursor when it has no parameter form
     if not -(2**63) <= cursor.row_id < 2**63:
         raise BadCursor("the cursor's row id is out of range")
+    if not 0 <= cursor.as_of < 2**62:
+        raise BadCursor("the cursor's time is out of range")
     return cursor
+
+
+def as_of(cursor: Cursor | None, fresh: Freshness) -> Freshness:
+    """The time a page's statuses are taken at: its first page's, which the cursor carries,
+    so that the rows that go stale while a client pages neither repeat nor vanish; now, once
+    the cursor is older than stale_after (a status is never shown older than that)."""
+    if cursor is None or not cursor.as_of:
+        return fresh
+    taken = _from_micros(cursor.as_of)
+    if taken is None or not fresh.as_of - fresh.stale_after <= taken <= fresh.as_of:
+        return fresh
+    return fresh.at(taken)
 
 
 async def page(
@@ -239,8 +243,10 @@ async def page(
     sort_name: str,
     cursor: Cursor | None,
     limit: int,
+    fresh: Freshness,
 ) -> AddressPage:
     """One page of addresses, in a stable order, after or before a cursor (one query)."""
+    fresh = as_of(cursor, fresh)
     sort = SORTS[sort_name]
     if sort_name == "name" and filters.statuses and "up" not in filters.statuses:
         sort = NAME_WITHOUT_INDEX
@@ -249,7 +255,11 @@ async def page(
     text = sql("addresses_page").format(
         keys=", ".join(f"p.k{i}" for i in range(width)),
         inner_keys=", ".join(f"{c} AS k{i}" for i, c in enumerate(sort.selected)),
-        outer_status_rank=OUTER_STATUS_RANK,
+        status_filter=(
+            "st.status = ANY(%(statuses)s::text[])"
+            if filters.statuses
+            else "st.status <> ALL(%(hidden)s::text[])"
+        ),
         filters=_filters(filters),
         keyset=_keyset(sort, reverse) if cursor is not None else "",
         listing_join=LISTING_JOIN if sort_name == "name" or filters.agent or filters.q else "",
@@ -257,7 +267,9 @@ async def page(
         outer_order=_order(sort.outer, "p.target_id", sort, reverse),
     )
     params: dict[str, Any] = {
-        "ranks": [RANKS[s] for s in filters.statuses],
+        **fresh.params(),
+        "statuses": list(filters.statuses),
+        "hidden": [s for s in STATUSES if s not in LISTED],
         "agent": filters.agent,
         "healths": list(filters.healths),
         "q": f"%{_escape_like(filters.q)}%",
@@ -274,49 +286,40 @@ async def page(
     if reverse:
         rows.reverse()
     # Rows become structs positionally: no dict per row, no conversion pass. The columns are
-    # Address's, with the status as a rank (column 10), then the sort keys, then the tail.
-    items = [
-        Address(
-            *(
-                *row[:10],
-                STATUS_OF_RANK[row[10]],
-                *row[11:18],
-                *row[-_TAIL:-1],
-                *vantage_of(row[-1]),
-            )
-        )
-        for row in rows
-    ]
+    # Address's (the vantage and its note as one code, last), then the sort keys.
+    items = [Address(*(*row[: _WIDTH - 1], *vantage_of(row[_WIDTH - 1]))) for row in rows]
     has_next = more if not reverse else cursor is not None
     has_prev = (cursor is not None) if not reverse else more
     next_cursor = prev_cursor = None
+    taken = _to_micros(fresh.as_of)
     if rows and has_next:
-        next_cursor = _cursor(sort_name, sort, "next", rows[-1])
+        next_cursor = _cursor(sort_name, sort, "next", rows[-1], taken)
     if rows and has_prev:
-        prev_cursor = _cursor(sort_name, sort, "prev", rows[0])
+        prev_cursor = _cursor(sort_name, sort, "prev", rows[0], taken)
     return AddressPage(items=items, next_cursor=next_cursor, prev_cursor=prev_cursor)
 
 
-# The columns addresses_page selects after the sort keys: http_status, health and the
-# vantage code.
-_TAIL = 3
+# The columns addresses_page selects before the sort keys: Address's, with the vantage code
+# standing for the vantage and its note.
+_WIDTH = len(Address.__struct_fields__) - 1
 
 
-def _cursor(sort_name: str, sort: Sort, direction: Literal["next", "prev"], row: Any) -> str:
-    key: list[str | float | int] = [sort.to_cursor(v) for v in row[18:-_TAIL]]
-    return encode(Cursor(sort_name, direction, key, row[0]))
+def _cursor(
+    sort_name: str, sort: Sort, direction: Literal["next", "prev"], row: Any, taken: int
+) -> str:
+    key: list[str | float | int] = [sort.to_cursor(v) for v in row[_WIDTH:]]
+    return encode(Cursor(sort_name, direction, key, row[0], taken))
 
 
-async def one(conn: psycopg.AsyncConnection, target_id: int) -> Address | None:
+async def one(conn: psycopg.AsyncConnection, target_id: int, fresh: Freshness) -> Address | None:
     """One address by target id."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql("target_by_id").encode(), {"target_id": target_id})
+        await cur.execute(sql("target_by_id").encode(), {"target_id": target_id, **fresh.params()})
         row = await cur.fetchone()
     if row is None:
         return None
     vantage, note = vantage_of(row.pop("vantage_code"))
-    fields = {k: v for k, v in row.items() if k != "sort_key"}
-    return msgspec.convert(fields | {"vantage": vantage, "note": note}, Address)
+    return msgspec.convert(row | {"vantage": vantage, "note": note}, Address)
 
 
 def _escape_like(text: str) -> str:

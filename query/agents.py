@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
 from db.queries import sql
-
-MISSED_HEARTBEATS = 3
+from dockping.freshness import Freshness
 
 
 class AgentInfo(msgspec.Struct, frozen=True):
@@ -26,7 +25,7 @@ class AgentInfo(msgspec.Struct, frozen=True):
 
 
 class SilentAgent(msgspec.Struct, frozen=True):
-    """An agent not heard from for MISSED_HEARTBEATS heartbeat intervals."""
+    """An agent not heard from for query.freshness.MISSED_HEARTBEATS heartbeat intervals."""
 
     agent: str
     last_heartbeat_at: datetime | None
@@ -39,11 +38,9 @@ async def every(conn: psycopg.AsyncConnection) -> list[AgentInfo]:
         return [msgspec.convert(row, AgentInfo) for row in await cur.fetchall()]
 
 
-async def silent(
-    conn: psycopg.AsyncConnection, heartbeat_interval: float, now: datetime
-) -> list[SilentAgent]:
-    """Agents whose last heartbeat (or first appearance) is older than three intervals."""
-    since = now - timedelta(seconds=heartbeat_interval * MISSED_HEARTBEATS)
+async def silent(conn: psycopg.AsyncConnection, fresh: Freshness) -> list[SilentAgent]:
+    """Agents whose last heartbeat (or first appearance) is older than fresh.silent_after
+    (MISSED_HEARTBEATS intervals): every target of theirs is stale."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql("silent_agents"), {"since": since})
+        await cur.execute(sql("silent_agents"), fresh.params())
         return [msgspec.convert(row, SilentAgent) for row in await cur.fetchall()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated
 
 import msgspec
@@ -17,6 +18,7 @@ from psycopg.rows import dict_row
 
 from db.connector import connection
 from db.queries import sql
+from dockping.freshness import Freshness, freshness
 from dockping.web import ApiError
 from query import addresses, agents, history, latency, live, params
 from query.addresses import STATUSES, AddressPage, Filters
@@ -145,9 +147,13 @@ def page_request(
     return PageRequest(chosen, sort, position, limit)
 
 
-async def address_page(conn: psycopg.AsyncConnection, wanted: PageRequest) -> AddressPage:
+async def address_page(
+    conn: psycopg.AsyncConnection, wanted: PageRequest, fresh: Freshness
+) -> AddressPage:
     """One page of the address listing."""
-    return await addresses.page(conn, wanted.filters, wanted.sort, wanted.position, wanted.limit)
+    return await addresses.page(
+        conn, wanted.filters, wanted.sort, wanted.position, wanted.limit, fresh
+    )
 
 
 async def require_target(conn: psycopg.AsyncConnection, target_id: int) -> None:
@@ -171,14 +177,14 @@ async def list_addresses(
     """Every address with its latest state, in keyset pages (next_cursor, prev_cursor)."""
     wanted = page_request(limit, cursor, status, q, agent, sort, health)
     async with connection(state.pool) as conn:
-        return await address_page(conn, wanted)
+        return await address_page(conn, wanted, freshness(state.settings, datetime.now(UTC)))
 
 
 @get("/api/v1/targets/{target_id:int}", tags=["targets"], responses=_errors(400, 404))
 async def get_target(state: State, target_id: TargetId) -> addresses.Address:
     """One target with its current state."""
     async with connection(state.pool) as conn:
-        found = await addresses.one(conn, target_id)
+        found = await addresses.one(conn, target_id, freshness(state.settings, datetime.now(UTC)))
     if found is None:
         raise ApiError(404, "not_found", f"no target {target_id}", "target_id")
     return found
@@ -268,14 +274,20 @@ async def live_stream(state: State, ids: IdsParam = None) -> ServerSentEvent:
     chosen = params.target_ids(ids)
     if not chosen:
         params.bad("ids", "ids must name at least one target")
-    return ServerSentEvent(live.stream(state.hub, state.pool, chosen))
+    return ServerSentEvent(
+        live.stream(state.hub, state.pool, chosen, partial(freshness, state.settings))
+    )
 
 
 @get("/metrics", tags=["health"], responses=_errors())
 async def metrics(state: State) -> Response[bytes]:
-    """Prometheus metrics: dockping_target_up and dockping_target_latency_seconds."""
+    """Prometheus metrics: dockping_target_up, dockping_target_stale and
+    dockping_target_latency_seconds."""
+    fresh = freshness(state.settings, datetime.now(UTC))
     async with connection(state.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql("metrics_targets"))
+        await cur.execute(
+            sql("metrics_targets"), {**fresh.params(), "statuses": list(addresses.LISTED)}
+        )
         rows = await cur.fetchall()
     return Response(exposition(rows), media_type="text/plain; version=0.0.4; charset=utf-8")
 

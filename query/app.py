@@ -34,7 +34,7 @@ def templates() -> Environment:
         when=display.when,
         uptime=display.uptime,
     )
-    environment.globals.update(since=display.since)
+    environment.globals.update(since=display.since, note=display.note)
     return environment
 
 

@@ -26,6 +26,8 @@ class Cursor(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
     direction: Direction
     key: list[str | float | int]
     row_id: int
+    as_of: int = 0
+    """The time (µs since the epoch) the first page's statuses were taken at; 0: none."""
 
 
 class TimeCursor(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True, tag="t"):

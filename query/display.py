@@ -86,13 +86,23 @@ class LiveRow(msgspec.Struct, frozen=True):
     since_iso: str
 
 
+def note(status: str, error: str | None, last_probe_at: datetime | None) -> str:
+    """What the table adds to a status word: a down address's error, or since when nothing
+    vouches for a stale one."""
+    if status == "down" and error:
+        return f"({error})"
+    if status == "stale":
+        return f"(no probe since {when(last_probe_at, 'ever')})"
+    return ""
+
+
 def live_row(row: dict[str, Any], now: datetime) -> LiveRow:
-    """A latest_state row as the table shows it."""
+    """A dockping_latest row as the table shows it."""
     return LiveRow(
         target_id=row["target_id"],
         name=row["container_name"] or "",
         status=row["status"],
-        error=f"({row['error']})" if row["status"] == "down" and row["error"] else "",
+        error=note(row["status"], row["error"], row["last_probe_at"]),
         latency=latency(row["latency_ms"]),
         last_ok=when(row["last_ok_at"], "never"),
         last_ok_iso=row["last_ok_at"].isoformat() if row["last_ok_at"] else "",

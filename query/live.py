@@ -25,6 +25,7 @@ from litestar.response import ServerSentEventMessage
 from db.connector import connection
 from db.queries import sql
 from dockping import logs
+from dockping.freshness import Freshness
 from query.display import live_row
 
 log = logs.get("dockping.query.live")
@@ -136,20 +137,29 @@ def _parse(payload: str) -> _Change | None:
         return None  # a payload we do not understand: reload everything, lose nothing
 
 
-async def _rows(pool: psycopg_pool.AsyncConnectionPool, sub: Subscription, ids: list[int]) -> str:
-    async with connection(pool) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        await cur.execute(sql("stream_rows"), {"target_ids": ids})
-        rows = await cur.fetchall()
+async def _rows(
+    pool: psycopg_pool.AsyncConnectionPool,
+    sub: Subscription,
+    ids: list[int],
+    fresh: Callable[[datetime], Freshness],
+) -> str:
     now = datetime.now(UTC)
+    async with connection(pool) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        await cur.execute(sql("stream_rows"), {"target_ids": ids, **fresh(now).params()})
+        rows = await cur.fetchall()
     for row in rows:
         sub.containers.setdefault(row["container_key"], set()).add(row["target_id"])
     return msgspec.json.encode([live_row(row, now) for row in rows]).decode()
 
 
 async def stream(
-    hub: Hub, pool: psycopg_pool.AsyncConnectionPool, target_ids: list[int]
+    hub: Hub,
+    pool: psycopg_pool.AsyncConnectionPool,
+    target_ids: list[int],
+    fresh: Callable[[datetime], Freshness],
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Server-sent events for these targets: `rows` with their current state when they change."""
+    """Server-sent events for these targets: `rows` with their current state when they change,
+    and at every keepalive (a target goes stale with no event: time alone makes it)."""
     sub = hub.subscribe(target_ids)
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + MAX_STREAM_SECONDS
@@ -165,12 +175,13 @@ async def stream(
                 break
             if not woke:
                 yield ServerSentEventMessage(comment="keepalive")
+                sub.offer(None)
                 continue
             ids = sub.take()
             if not ids:
                 continue
             try:
-                data = await _rows(pool, sub, ids)
+                data = await _rows(pool, sub, ids, fresh)
             except Exception as exc:  # a stream outlives a database outage
                 log.warning("live.rows_failed", error=type(exc).__name__)
                 sub.pending.update(ids)

@@ -1,6 +1,8 @@
 """Prometheus exposition of target state. Labels: agent, container, ip, port, protocol.
 
-Cardinality is one series per current target per metric; removed containers drop out.
+Cardinality is one series per current target per metric; gone containers drop out. A stale
+target (nothing vouches for its last probe any more) has no dockping_target_up series and no
+latency: dockping_target_stale says so instead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ def _label(value: object) -> str:
 
 
 def exposition(rows: Iterable[Mapping[str, Any]]) -> bytes:
-    """The text format for a set of latest_state rows."""
+    """The text format for a set of dockping_latest rows."""
+    stale = [
+        "# HELP dockping_target_stale Whether no recent probe vouches for the target's status.",
+        "# TYPE dockping_target_stale gauge",
+    ]
     up = [
         "# HELP dockping_target_up Whether the last probe of the target succeeded.",
         "# TYPE dockping_target_up gauge",
@@ -44,7 +50,12 @@ def exposition(rows: Iterable[Mapping[str, Any]]) -> bytes:
                 ("protocol", "protocol"),
             )
         )
-        up.append(f"dockping_target_up{{{labels}}} {1 if row['status'] == 'up' else 0}")
+        is_stale = row["status"] == "stale"
+        stale.append(f"dockping_target_stale{{{labels}}} {1 if is_stale else 0}")
+        if is_stale:
+            continue
+        is_up = row["status"] == "up"
+        up.append(f"dockping_target_up{{{labels}}} {1 if is_up else 0}")
         if row["latency_ms"] is not None:
             latency.append(
                 f"dockping_target_latency_seconds{{{labels}}} {float(row['latency_ms']) / 1000:.6f}"
@@ -55,4 +66,4 @@ def exposition(rows: Iterable[Mapping[str, Any]]) -> bytes:
             tls_not_after.append(
                 f"dockping_target_tls_not_after_seconds{{{labels}}} {float(row['tls_not_after']):.0f}"
             )
-    return ("\n".join(up + latency + http_status + tls_not_after) + "\n").encode()
+    return ("\n".join(up + stale + latency + http_status + tls_not_after) + "\n").encode()

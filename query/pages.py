@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from db.connector import connection
 from db.queries import sql
+from dockping.freshness import freshness
 from dockping.web import ApiError
 from query import addresses, agents, charts, display, history, latency, params
 from query.api import (
@@ -43,7 +44,7 @@ RangeParam = Annotated[str, QueryParameter(name="range", description="1h, 24h, 7
 
 
 async def _silent(conn: psycopg.AsyncConnection, state: State, now: datetime) -> list[Any]:
-    return await agents.silent(conn, state.settings.agent.resync_interval, now)
+    return await agents.silent(conn, freshness(state.settings, now))
 
 
 class QuietTemplate(Template):
@@ -83,7 +84,7 @@ async def addresses_page(
     wanted = page_request(limit, cursor, status, q, agent, sort, health)
     now = datetime.now(UTC)
     async with connection(state.pool) as conn:
-        result = await address_page(conn, wanted)
+        result = await address_page(conn, wanted, freshness(state.settings, now))
         trends = await addresses.trends(
             conn, [a.target_id for a in result.items], now, state.uptime_cache
         )
@@ -103,6 +104,7 @@ async def addresses_page(
             "sorts": list(addresses.SORTS),
             "now": now,
             "silent": silent,
+            "silent_agents": {agent.agent for agent in silent},
             "trends": trends,
             "sparklines": {
                 target_id: charts.sparkline(
@@ -139,7 +141,10 @@ async def target_page(
     now = datetime.now(UTC)
     async with connection(state.pool) as conn:
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql("target_detail"), {"target_id": target_id})
+            await cur.execute(
+                sql("target_detail"),
+                {"target_id": target_id, **freshness(state.settings, now).params()},
+            )
             target = await cur.fetchone()
         if target is None:
             raise ApiError(404, "not_found", f"no target {target_id}", "target_id")

@@ -110,11 +110,25 @@ def empty_database_url(pg_admin_url: str) -> Iterator[str]:
         drop_database(pg_admin_url, name)
 
 
+@pytest.fixture(autouse=True)
+def views_as_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The latest_state view takes the tests' stale_after (see settings below), through the
+    session setting it reads (libpq passes PGOPTIONS to every connection)."""
+    monkeypatch.setenv("PGOPTIONS", "-c dockping.stale_after=1d")
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Default settings with data_dir in a temp dir and a known token."""
+    # Tests send probes timed from the start of the run (tests/events.py): long past in a
+    # long run. Those about freshness set a short stale_after of their own.
     return load(
-        None, {"DOCKPING_DATA_DIR": str(tmp_path / "data"), "DOCKPING_INGEST__TOKEN": "test-token"}
+        None,
+        {
+            "DOCKPING_DATA_DIR": str(tmp_path / "data"),
+            "DOCKPING_INGEST__TOKEN": "test-token",
+            "DOCKPING_QUERY__STALE_AFTER": "1d",
+        },
     )
 
 

@@ -86,6 +86,9 @@ def service_env(data_dir: Path, **overrides: str) -> dict[str, str]:
         "DOCKPING_AGENT__RESYNC_INTERVAL": "2s",
         "DOCKPING_AGENT__PROBE_TIMEOUT": "500ms",
         "DOCKPING_LOG__FORMAT": "json",
+        # Tests send probes timed from the start of the run: long past in a long run. Those
+        # about freshness set a short one.
+        "DOCKPING_QUERY__STALE_AFTER": "1d",
     }
     env.update(overrides)
     return env

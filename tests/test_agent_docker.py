@@ -48,7 +48,8 @@ def rows(stack: Stack, cid: str) -> list[dict[str, Any]]:
     """The container's addresses in latest_state."""
     return _records(
         stack,
-        "SELECT ip, port, protocol, network, status, error, removed, container_name"
+        "SELECT ip, port, protocol, network, status, error, status = 'gone' AS removed,"
+        " container_name"
         " FROM latest_state WHERE container_id = %s ORDER BY ip, port",
         cid,
     )

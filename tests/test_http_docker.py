@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from dockping.freshness import Freshness, freshness
+from dockping.settings import Settings
 from query import addresses
 from query.addresses import Address, Filters
 from tests.docker_support import Containers
@@ -38,12 +41,17 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
         made.close()
 
 
+def _fresh() -> Freshness:
+    """Statuses as of now, with the default settings."""
+    return freshness(Settings(), datetime.now(UTC))
+
+
 def listing(stack: Stack, name: str) -> list[Address]:
     """The listing's items for one container name, as the API gives them."""
 
     async def read() -> list[Address]:
         async with await psycopg.AsyncConnection.connect(stack.database_url) as conn:
-            found = await addresses.page(conn, Filters(q=name), "name", None, 50)
+            found = await addresses.page(conn, Filters(q=name), "name", None, 50, _fresh())
         return [a for a in found.items if a.container_name == name]
 
     return asyncio.run(read())
@@ -104,7 +112,9 @@ def test_docker_health_shows_on_every_address(stack: Stack, containers: Containe
 
     async def filtered(health: str) -> set[str]:
         async with await psycopg.AsyncConnection.connect(stack.database_url) as conn:
-            found = await addresses.page(conn, Filters(healths=(health,)), "name", None, 500)
+            found = await addresses.page(
+                conn, Filters(healths=(health,)), "name", None, 500, _fresh()
+            )
         return {a.container_name for a in found.items} & {sick, well}
 
     assert asyncio.run(filtered("unhealthy")) == {sick}

@@ -361,13 +361,15 @@ async def test_a_network_disconnect_removes_that_networks_addresses(
         json=batch(lifecycle(5, "network_disconnect", network="backend")),
     )
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT ip, removed FROM latest_state ORDER BY ip").fetchall()
+        rows = conn.execute("SELECT ip, status = 'gone' FROM latest_state ORDER BY ip").fetchall()
     assert rows == [("10.8.0.2", True), ("10.9.0.2", False)]
     reconnected = probe(10, ip="10.8.0.2")
     reconnected["network"] = "backend"
     await client.post("/api/v1/events", headers=AUTH, json=batch(reconnected))
     with psycopg.connect(database_url) as conn:
-        again = conn.execute("SELECT removed FROM latest_state WHERE ip = '10.8.0.2'").fetchone()
+        again = conn.execute(
+            "SELECT status = 'gone' FROM latest_state WHERE ip = '10.8.0.2'"
+        ).fetchone()
     assert again == (False,)
 
 
@@ -403,5 +405,5 @@ async def test_a_stopping_container_leaving_its_network_is_stopped_not_gone(
         ),
     )
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT status, removed FROM latest_state").fetchone()
-    assert row == ("stopped", False)
+        row = conn.execute("SELECT status FROM latest_state").fetchone()
+    assert row == ("stopped",)

@@ -22,6 +22,7 @@ from dockping.contract import (
     ContainerEvent,
     DecodeError,
     HeartbeatEvent,
+    InventoryEvent,
     ProbeEvent,
     decode_batch,
 )
@@ -311,6 +312,7 @@ VALID: dict[type[msgspec.Struct], dict[str, Any]] = {
         "action": "start",
     },
     HeartbeatEvent: {"type": "heartbeat", "time": "2026-11-27T20:00:00Z"},
+    InventoryEvent: {"type": "inventory", "time": "2026-11-27T20:00:00Z", "container_ids": ["c"]},
 }
 
 
@@ -324,7 +326,12 @@ def test_a_nul_in_any_string_field_is_refused_naming_it(
     """Every string field of every event type refuses NUL and names the field."""
     event = dict(VALID[cls])
     hint = typing.get_type_hints(cls, include_extras=True)[field]
-    event[field] = {"k": "v\u0000"} if "dict" in repr(hint) else "a\u0000b"
+    if "dict" in repr(hint):
+        event[field] = {"k": "v\u0000"}
+    elif "list" in repr(hint):
+        event[field] = ["ok", "a\u0000b"]
+    else:
+        event[field] = "a\u0000b"
     with pytest.raises(DecodeError) as caught:
         decode_batch(json.dumps({"agent": "a", "events": [event]}).encode())
     assert (caught.value.field or "").startswith(f"$.events[0].{field}")

@@ -124,14 +124,16 @@ def test_partitions_are_made_ahead_and_dropped_whole(empty_database_url: str) ->
         made = conn.execute(
             "SELECT dockping_ensure_partitions('2026-01-01', '2026-01-03', '1 day')"
         ).fetchone()
-        assert made == (12,)  # two days of four event tables (probe_details) and the two rollups
+        # Two days of five event tables (probe_details and inventories among them) and of the
+        # two rollups.
+        assert made == (14,)
         conn.execute("INSERT INTO agents (name) VALUES ('a')")
         conn.execute(
             "INSERT INTO probe_events VALUES ('2026-01-01 12:00+00', 1, 5),"
             " ('2026-01-02 12:00+00', 1, 5)"
         )
         dropped = conn.execute("SELECT dockping_drop_partitions('2026-01-02 06:00+00')").fetchone()
-        assert dropped == (6,)  # only the first day, which ended before the cutoff
+        assert dropped == (7,)  # only the first day, which ended before the cutoff
         left = conn.execute("SELECT count(*) FROM probe_events").fetchone()
     assert left == (1,)
 
@@ -224,6 +226,7 @@ def test_auto_picks_timescaledb_where_the_extension_exists() -> None:
     assert hypertables == [
         ("container_events",),
         ("heartbeats",),
+        ("inventories",),
         ("probe_details",),
         ("probe_events",),
     ]

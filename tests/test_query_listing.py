@@ -52,11 +52,11 @@ LATEST = """
 SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
        l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms::float8 AS latency_ms, l.error,
        l.last_probe_at, l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error,
+       l.stale_since,
        (SELECT d.http_status FROM target_detail d WHERE d.target_id = l.target_id) AS http_status,
        (SELECT cs.health FROM targets t JOIN container_state cs USING (container_key)
         WHERE t.target_id = l.target_id) AS health
-FROM latest_state l
-WHERE NOT l.removed
+FROM latest_state l WHERE l.status <> 'gone'
 """
 
 
@@ -183,10 +183,16 @@ async def check_against_latest_state(query: AsyncTestClient, url: str) -> None:
             assert expected[row["target_id"]] == msgspec.to_builtins(
                 msgspec.json.decode(msgspec.json.encode(row), type=Address)
             )
-    for status in ("up", "down", "stopped", "unknown"):
+    for status in ("up", "down", "stale", "stopped", "unknown"):
         rows = await listed(query, {"status": status})
         wanted = sorted(i for i, row in expected.items() if row["status"] == status)
         assert wanted == sorted(r["target_id"] for r in rows), status
+    with psycopg.connect(url) as conn:
+        gone = conn.execute(
+            "SELECT target_id FROM latest_state WHERE status = 'gone' ORDER BY 1"
+        ).fetchall()
+    rows = await listed(query, {"status": "gone"})
+    assert [row[0] for row in gone] == sorted(r["target_id"] for r in rows)
     for text in ("web", "WEB", "Zeta", "10.5.1", "IMG:2", "%", "_", "\\", "äpi_", "0% C"):
         rows = await listed(query, {"q": text})
         assert matching(url, text) == sorted(r["target_id"] for r in rows), text

@@ -324,3 +324,17 @@ ON CONFLICT (target_id) DO UPDATE SET
     http_status = EXCLUDED.http_status,
     tls_not_after = coalesce(EXCLUDED.tls_not_after, s.tls_not_after)
 WHERE EXCLUDED.changed_at > s.changed_at
+-- append_inventory --
+-- Append an agent's inventory (its containers' keys) and fold it when it is the newest: see
+-- dockping_append_inventory in 0013_status.sql. Returns whether it was new and the containers
+-- whose absence changed.
+SELECT accepted, changed
+FROM dockping_append_inventory(%(agent_id)s, %(time)s, %(container_keys)b)
+
+-- update_target_windows --
+-- Store targets' probe intervals and timeouts, as their probe events carry them.
+UPDATE targets t SET interval_ms = w.interval_ms, timeout_ms = w.timeout_ms
+FROM unnest(%(target_ids)s::integer[], %(intervals)s::integer[], %(timeouts)s::integer[])
+     AS w (target_id, interval_ms, timeout_ms)
+WHERE t.target_id = w.target_id
+  AND (t.interval_ms, t.timeout_ms) IS DISTINCT FROM (w.interval_ms, w.timeout_ms)

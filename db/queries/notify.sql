@@ -146,3 +146,26 @@ DELETE FROM notify_outbox WHERE done_at < %(cutoff)s
 -- notify_expire_events --
 -- Drop notification events older than the retention cutoff, like every other event.
 DELETE FROM notification_events WHERE time < %(cutoff)s
+
+-- notify_stale_changes --
+-- The targets whose status is `stale` (%(stale)s) and that the notifier has not told yet, and
+-- those it told whose status is another now: dockping_latest's status, as of a time.
+SELECT l.target_id, l.status, l.stale_since, l.last_probe_at, n.since AS told_since,
+       g.agent_silent, n.by_silence
+FROM dockping_latest(%(as_of)s, %(stale_after)s, %(default_window)s, %(silent_after)s) l
+JOIN containers c USING (container_key)
+JOIN dockping_agent_view(%(as_of)s, %(silent_after)s) g USING (agent_id)
+LEFT JOIN notify_stale n USING (target_id)
+WHERE (l.status = %(stale)s) <> (n.target_id IS NOT NULL)
+ORDER BY l.target_id
+
+-- notify_told_stale --
+-- Keep that the notifier told these targets are stale.
+INSERT INTO notify_stale (target_id, since, by_silence)
+SELECT * FROM unnest(%(target_ids)s::integer[], %(since)s::timestamptz[],
+                     %(by_silence)s::boolean[])
+ON CONFLICT (target_id) DO UPDATE SET since = EXCLUDED.since, by_silence = EXCLUDED.by_silence
+
+-- notify_forget_stale --
+-- Forget that these targets were told stale (their status is another now).
+DELETE FROM notify_stale WHERE target_id = ANY(%(target_ids)s::integer[])

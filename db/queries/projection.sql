@@ -122,3 +122,17 @@ SELECT DISTINCT ON (d.target_id) d.target_id, d.time, d.http_status,
         ORDER BY c.time DESC LIMIT 1)
 FROM probe_details d
 ORDER BY d.target_id, d.time DESC
+-- delete_agent_inventories --
+-- Forget every folded inventory and the absences it made (before a full rebuild).
+DELETE FROM container_absence;
+DELETE FROM agent_inventory
+
+-- rebuild_agent_inventories --
+-- Fold every stored inventory into agent_inventory: the newest of each agent.
+INSERT INTO agent_inventory (agent_id, time, container_keys)
+SELECT DISTINCT ON (agent_id) agent_id, time, container_keys
+FROM inventories ORDER BY agent_id, time DESC
+
+-- rebuild_absence --
+-- The containers missing from their agent's newest inventory, for every agent.
+SELECT dockping_refresh_absence(agent_id, NULL) FROM agent_inventory ORDER BY agent_id

@@ -2,31 +2,33 @@
 -- One page of the address listing, in order. The inner query finds the page's ids and sort
 -- keys in address_lifecycle and target_state (and address_listing when the name order or a
 -- text filter needs it): the name order walks an index, the others compute one integer or
--- time per row and keep the best few. The outer one reads those rows in full; status (as a
--- rank), error and status_since follow latest_state's definitions. Keys, filters, keyset,
--- join and orders come from fixed lists in query/addresses.py.
+-- time per row and keep the best few. The status filter is `st.status <> ALL(hidden)` when
+-- none is asked for (the planner then expects most rows to pass, and walks the name index),
+-- else `st.status = ANY(statuses)`. Each row's status is dockping_target_status() as of
+-- %(as_of)s, over the lifecycle row, the state row and the agent; the outer query reads the
+-- page's rows in full from dockping_latest(), which computes the same. Keys, filters,
+-- keyset, join and orders come from fixed lists in query/addresses.py.
 SELECT p.target_id, a.agent, a.container_id, a.container_name, a.image, a.compose_project,
-       a.network, a.ip, a.port, a.protocol, {outer_status_rank} AS rank,
-       CASE WHEN s.latency_us >= 0 THEN s.latency_us / 1000::float8 END AS latency_ms,
-       CASE WHEN s.latency_us < 0 THEN pe.error WHEN p.action = 'pause' THEN 'paused' END AS error,
-       s.last_probe_at, s.last_ok_at,
-       CASE
-           WHEN p.action IN ('stop', 'die', 'kill', 'destroy', 'oom')
-                AND (s.last_probe_at IS NULL OR p.action_at >= s.last_probe_at) THEN p.action_at
-           WHEN p.action = 'pause' AND (s.latency_us >= 0 OR s.status_since < p.action_at)
-               THEN p.action_at
-           ELSE s.status_since
-       END AS status_since,
-       s.consecutive_failures, le.error AS last_error, {keys},
-       -- Last, after the keys: the last probe's HTTP status, the container's health and the
-       -- target's vantage code.
-       d.http_status, cs.health, tv.vantage
+       a.network, a.ip, a.port, a.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
+       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, l.stale_since,
+       -- The last probe's HTTP status, the container's health and the target's vantage code
+       -- (query/display.py reads it as the vantage and a note), then the sort keys.
+       d.http_status, cs.health, tv.vantage, {keys}
 FROM (
-    SELECT lc.target_id, lc.action, lc.action_at, {inner_keys}
+    SELECT lc.target_id, {inner_keys}
     FROM address_lifecycle lc
     {listing_join}
     LEFT JOIN target_state s ON s.target_id = lc.target_id
-    WHERE (lc.gone_at IS NULL OR lc.gone_at < coalesce(s.last_probe_at, '-infinity'))
+    LEFT JOIN dockping_agent_view(%(as_of)s, %(silent_after)s) g ON g.agent_id = lc.agent_id
+    CROSS JOIN LATERAL (
+        SELECT dockping_target_status(
+            lc.action, lc.action_at, lc.detached_at, lc.absent, g.inventory_at,
+            s.last_probe_at, s.latency_us,
+            dockping_fresh_until(s.last_probe_at, lc.probe_window, %(default_window)s,
+                                 %(stale_after)s),
+            g.agent_silent, %(as_of)s) AS status
+    ) st
+    WHERE {status_filter}
       {filters}
       {keyset}
     ORDER BY {order}
@@ -34,20 +36,23 @@ FROM (
 ) p
 JOIN address_listing a ON a.target_id = p.target_id
 JOIN targets tv ON tv.target_id = p.target_id
-LEFT JOIN target_state s ON s.target_id = p.target_id
-LEFT JOIN probe_errors pe ON pe.code = -s.latency_us
-LEFT JOIN probe_errors le ON le.code = s.last_error
 LEFT JOIN target_detail d ON d.target_id = p.target_id
 LEFT JOIN container_state cs ON cs.container_key = a.container_key
+-- One row each, by its id (OFFSET 0 keeps it a lookup per row, not a join of every target).
+CROSS JOIN LATERAL (
+    SELECT * FROM dockping_latest(%(as_of)s, %(stale_after)s, %(default_window)s, %(silent_after)s) x
+    WHERE x.target_id = p.target_id
+    OFFSET 0
+) l
 ORDER BY {outer_order}
 
 -- target_by_id --
 -- One target with its current state, and its vantage's code (targets.vantage).
 SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
        l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
-       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, NULL AS sort_key,
+       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, l.stale_since,
        d.http_status, cs.health, t.vantage AS vantage_code
-FROM latest_state l
+FROM dockping_latest(%(as_of)s, %(stale_after)s, %(default_window)s, %(silent_after)s) l
 JOIN targets t USING (target_id)
 LEFT JOIN target_detail d USING (target_id)
 LEFT JOIN container_state cs ON cs.container_key = t.container_key
@@ -75,19 +80,20 @@ FROM agents a LEFT JOIN agent_state s USING (agent_id)
 ORDER BY a.name
 
 -- metrics_targets --
--- The state of every current target, for /metrics.
+-- The state of every target with one of some statuses (all but gone), for /metrics.
 SELECT l.agent, l.container_name, l.ip, l.port, l.protocol, l.status, l.latency_ms,
        d.http_status, extract(epoch FROM d.tls_not_after)::float8 AS tls_not_after
-FROM latest_state l LEFT JOIN target_detail d USING (target_id)
-WHERE NOT l.removed
+FROM dockping_latest(%(as_of)s, %(stale_after)s, %(default_window)s, %(silent_after)s) l
+LEFT JOIN target_detail d USING (target_id)
+WHERE l.status = ANY(%(statuses)s::text[])
 
 -- target_detail --
 -- One target with its current state and its container's key, for the detail page.
 SELECT l.target_id, l.agent, l.container_id, l.container_name, l.image, l.compose_project,
        l.network, l.ip, l.port, l.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
-       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, t.container_key,
-       d.http_status, d.tls_not_after, cs.health, t.vantage AS vantage_code
-FROM latest_state l
+       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, l.stale_since,
+       l.container_key, d.http_status, d.tls_not_after, cs.health, t.vantage AS vantage_code
+FROM dockping_latest(%(as_of)s, %(stale_after)s, %(default_window)s, %(silent_after)s) l
 JOIN targets t USING (target_id)
 LEFT JOIN target_detail d USING (target_id)
 LEFT JOIN container_state cs ON cs.container_key = t.container_key
@@ -95,10 +101,10 @@ WHERE l.target_id = %(target_id)s
 
 -- stream_rows --
 -- The current state of some targets, for live updates.
-SELECT l.target_id, l.container_name, l.status, l.latency_ms, l.error, l.last_probe_at,
-       l.last_ok_at, l.status_since, t.container_key
-FROM latest_state l JOIN targets t USING (target_id)
-WHERE l.target_id = ANY(%(target_ids)s::integer[])
+SELECT target_id, container_name, status, latency_ms, error, last_probe_at, last_ok_at,
+       status_since, stale_since, container_key
+FROM dockping_latest(%(as_of)s, %(stale_after)s, %(default_window)s, %(silent_after)s)
+WHERE target_id = ANY(%(target_ids)s::integer[])
 
 -- containers_by_id --
 -- The containers with this Docker id (exact, or a hex prefix), on one agent or all.
@@ -196,10 +202,10 @@ WHERE m.target_id = ANY(%(target_ids)s::integer[]) AND m.bucket >= %(since)s
 GROUP BY m.target_id
 
 -- silent_agents --
--- Agents not heard from since a time (their last heartbeat, or when first seen if none yet).
+-- Agents silent as of a time (dockping_agent_silent: the rule their targets' status uses too).
 SELECT a.name AS agent, s.last_heartbeat_at
 FROM agents a LEFT JOIN agent_state s USING (agent_id)
-WHERE coalesce(s.last_heartbeat_at, a.first_seen_at) < %(since)s
+WHERE dockping_agent_silent(s.last_heartbeat_at, a.first_seen_at, %(as_of)s, %(silent_after)s)
 ORDER BY a.name
 LIMIT 20
 

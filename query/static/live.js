@@ -5,7 +5,7 @@
   var table = document.getElementById("addresses");
   var ids = table && table.getAttribute("data-stream-ids");
   if (!ids || !window.EventSource) return;
-  var STATUSES = ["up", "down", "stopped", "unknown"];
+  var STATUSES = ["up", "down", "stale", "stopped", "unknown", "gone"];
   var state = document.getElementById("live-state");
   var source = new EventSource("/api/v1/stream?ids=" + encodeURIComponent(ids));
 
