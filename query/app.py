@@ -14,7 +14,7 @@ from litestar.template.config import TemplateConfig
 from dockping import __version__
 from dockping.settings import Settings
 from dockping.web import EXCEPTION_HANDLERS, healthz, pool_lifespan
-from query import api, auth, display, pages
+from query import api, auth, display, group_uptime, groups_routes, pages, public_status
 from query.addresses import UptimeCache
 from query.headers import security_headers
 from query.live import hub_lifespan
@@ -33,6 +33,7 @@ def templates() -> Environment:
         latency=display.latency,
         when=display.when,
         uptime=display.uptime,
+        percent=group_uptime.percent,
     )
     environment.globals.update(since=display.since)
     return environment
@@ -45,6 +46,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         route_handlers=[
             *api.HANDLERS,
             *pages.HANDLERS,
+            *groups_routes.HANDLERS,
             auth.login_form,
             auth.login,
             auth.logout,
@@ -58,7 +60,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             hub_lifespan(database_url),
         ],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates())),
-        before_request=auth.guard(settings.query.token),
+        before_request=public_status.guard(
+            settings.query.token, settings.query.public_status, auth.guard(settings.query.token)
+        ),
         before_send=[security_headers],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
