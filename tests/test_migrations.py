@@ -153,7 +153,7 @@ def test_a_version_10_database_gets_the_event_key_on_each_partition(
         )
         conn.execute(f"COMMENT ON TABLE {days[0]} IS 'dockping: compacted'")
     monkeypatch.undo()
-    assert migrate(empty_database_url, "postgres")[1] == [11, 12]
+    assert [v for v in migrate(empty_database_url, "postgres")[1] if v <= 12] == [11, 12]
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         keys = conn.execute(
             "SELECT indrelid::regclass::text FROM pg_index"
