@@ -77,4 +77,5 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app.state.settings = settings
     app.state.read_token = settings.query.token
     app.state.uptime_cache = UptimeCache()
+    app.state.hourly_uptime_cache = UptimeCache()
     return app

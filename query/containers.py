@@ -70,15 +70,6 @@ class Filters:
     project: str | None = None
 
 
-@dataclass(frozen=True)
-class Row:
-    """A listed container with what the page adds to it: its key and its addresses' ids."""
-
-    container_key: int
-    target_ids: list[int]
-    item: Container
-
-
 def parse_cursor(text: str | None) -> Cursor | None:
     """Decode a container cursor; raise BadCursor unless it is one of ours."""
     if not text:
@@ -125,11 +116,15 @@ async def page(
     found = found[:limit]
     if direction == "prev":
         found.reverse()
-    counts = await group_uptime.counts(conn, [t for r in found for t in r[11]], now, cache)
+    addresses = await addresses_of(conn, [r[0] for r in found])
+    ids = {key: [a.target_id for a in listed] for key, listed in addresses.items()}
+    counts = await group_uptime.counts(
+        conn, [t for listed in ids.values() for t in listed], now, cache
+    )
     rows = [
         Row(
             container_key=r[0],
-            target_ids=list(r[11]),
+            addresses=addresses[r[0]],
             item=Container(
                 container_id=r[1],
                 name=r[2],
@@ -141,7 +136,7 @@ async def page(
                 addresses_up=r[8],
                 addresses_total=r[9],
                 health=None,  # until Docker's health is stored
-                uptime_24h=group_uptime.share(counts, r[11]),
+                uptime_24h=group_uptime.share(counts, ids[r[0]]),
                 status_since=r[10],
             ),
         )
@@ -151,9 +146,9 @@ async def page(
     has_prev = (cursor is not None) if direction == "next" else more
     next_cursor = prev_cursor = None
     if found and has_next:
-        next_cursor = encode(Cursor(SORT, "next", [found[-1][12]], found[-1][0]))
+        next_cursor = encode(Cursor(SORT, "next", [found[-1][11]], found[-1][0]))
     if found and has_prev:
-        prev_cursor = encode(Cursor(SORT, "prev", [found[0][12]], found[0][0]))
+        prev_cursor = encode(Cursor(SORT, "prev", [found[0][11]], found[0][0]))
     return ContainerPage([r.item for r in rows], next_cursor, prev_cursor), rows
 
 
@@ -169,6 +164,15 @@ class Address(msgspec.Struct, frozen=True):
     latency_ms: float | None
     error: str | None
     status_since: datetime | None
+
+
+@dataclass(frozen=True)
+class Row:
+    """A listed container with what the page adds to it: its key and its current addresses."""
+
+    container_key: int
+    addresses: list[Address]
+    item: Container
 
 
 async def addresses_of(

@@ -99,7 +99,7 @@ async def list_containers(
 async def list_projects(state: State) -> list[projects.Project]:
     """Every compose project or stack (and the group without one) with its containers' roll-up."""
     async with connection(state.pool) as conn:
-        return await projects.every(conn, datetime.now(UTC), state.uptime_cache)
+        return await projects.every(conn, datetime.now(UTC), state.hourly_uptime_cache)
 
 
 @get("/api/v1/stream/changes", include_in_schema=False)
@@ -124,7 +124,6 @@ async def containers_page(
     now = datetime.now(UTC)
     async with connection(state.pool) as conn:
         found, rows = await containers.page(conn, chosen, position, limit, now, state.uptime_cache)
-        addresses = await containers.addresses_of(conn, [r.container_key for r in rows])
         silent = await agents.silent(conn, state.settings.agent.resync_interval, now)
     kept = {
         "status": status or "",
@@ -139,7 +138,7 @@ async def containers_page(
         template_name="containers.html",
         context={
             "page": found,
-            "rows": [(r, addresses[r.container_key]) for r in rows],
+            "rows": [(r, r.addresses) for r in rows],
             "filters": {"status": "", "q": "", "agent": "", "project": "", **kept},
             "statuses": containers.STATUSES,
             "no_project": containers.NO_PROJECT,
@@ -161,7 +160,7 @@ def _href(path: str, kept: dict[str, str], cursor: str | None) -> str | None:
 async def _projects_page(state: State, overview: bool) -> Template:
     now = datetime.now(UTC)
     async with connection(state.pool) as conn:
-        found = await projects.every(conn, now, state.uptime_cache)
+        found = await projects.every(conn, now, state.hourly_uptime_cache)
         silent = await agents.silent(conn, state.settings.agent.resync_interval, now)
     totals = {
         "containers_up": sum(p.containers_up for p in found),
@@ -203,7 +202,7 @@ async def status_page(state: State, project: ProjectName) -> Template:
             conn,
             name,
             datetime.now(UTC),
-            state.uptime_cache,
+            state.hourly_uptime_cache,
             detail=state.settings.query.status_detail,
         )
     if page is None:
@@ -244,7 +243,13 @@ def _metric(metric: str) -> str:
 
 
 async def _render(
-    state: State, label: str, metric: str, status: str | None, target_ids: list[int]
+    state: State,
+    label: str,
+    metric: str,
+    status: str | None,
+    target_ids: list[int],
+    *,
+    hourly: bool = False,
 ) -> str:
     if metric == "status":
         return badges.status_badge(label, status)
@@ -252,7 +257,13 @@ async def _render(
     if status is not None:
         async with connection(state.pool) as conn:
             now = datetime.now(UTC)
-            counts = await group_uptime.counts(conn, target_ids, now, state.uptime_cache)
+            counts = await (
+                group_uptime.counts(
+                    conn, target_ids, now, state.hourly_uptime_cache, group_uptime.HOURLY
+                )
+                if hourly
+                else group_uptime.counts(conn, target_ids, now, state.uptime_cache)
+            )
         share = group_uptime.share(counts, target_ids)
     return badges.uptime_badge(label, share)
 
@@ -279,7 +290,7 @@ async def project_badge(
         row = await cur.fetchone()
     status = row["status"] if row else None
     ids = row["target_ids"] if row else []
-    body = await _render(state, project or "project", chosen, status, ids)
+    body = await _render(state, project or "project", chosen, status, ids, hourly=True)
     return _badge(request, body)
 
 

@@ -26,11 +26,12 @@ class Project(msgspec.Struct, frozen=True):
 
 
 async def every(conn: psycopg.AsyncConnection, now: datetime, cache: UptimeCache) -> list[Project]:
-    """Every project, by name, the group without a project first."""
+    """Every project, by name, the group without a project first (cache: of whole hours)."""
     async with conn.cursor(binary=True) as cur:
         await cur.execute(sql("projects_list").encode())
         rows = await cur.fetchall()
-    counts = await group_uptime.counts(conn, [t for r in rows for t in r[6]], now, cache)
+    every_id = [t for r in rows for t in r[6]]
+    counts = await group_uptime.counts(conn, every_id, now, cache, group_uptime.HOURLY)
     return [
         Project(
             project=r[0],

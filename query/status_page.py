@@ -107,7 +107,7 @@ async def read(
     *,
     detail: bool,
 ) -> StatusPage | None:
-    """The status page of a project, or None when it has no current container."""
+    """The status page of a project, or None when it has no current container (cache: of hours)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql("project_services").encode(), {"project": project})
         rows = await cur.fetchall()
@@ -124,7 +124,7 @@ async def read(
             )
         await cur.execute(sql("project_status").encode(), {"project": project})
         overall = await cur.fetchone()
-    counts = await group_uptime.counts(conn, every, now, cache)
+    counts = await group_uptime.counts(conn, every, now, cache, group_uptime.HOURLY)
     services = []
     incidents: list[Incident] = []
     for r in rows:

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 
+from db.rebuild import rebuild
 from dockping.settings import Settings, load
 from ingest.app import create_app as ingest_app
 from query.app import create_app as query_app
@@ -411,3 +412,60 @@ async def test_bad_container_parameters_are_400s_naming_the_field(
     response = await query.get("/api/v1/containers", params=params)
     assert response.status_code == 400
     assert field in response.text
+
+
+ROLLUP = (
+    "SELECT container_key, status, addresses_up, addresses_total, status_since FROM {} ORDER BY 1"
+)
+
+event_steps = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["probe-ok", "probe-fail", "stop", "start", "pause", "unpause", "destroy", "disconnect"]
+        ),
+        st.integers(min_value=0, max_value=2),  # the container
+        st.sampled_from([80, 443]),  # the port of a probe
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=event_steps)
+async def test_the_stored_rollup_equals_the_view_after_any_events(
+    settings: Settings, database_url: str, steps: list[tuple[str, int, int]]
+) -> None:
+    """After any sequence of probes and lifecycle events, and after a rebuild, container_rollup holds what dockping_container_status computes."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE target_state, container_state, network_state, targets, containers, agents,"
+            " probe_events, container_events RESTART IDENTITY CASCADE"
+        )
+    async with AsyncTestClient(app=ingest_app(settings, database_url)) as ingest:
+        for moment, (kind, index, port) in enumerate(steps):
+            container, name = f"c-r{index}", f"r{index}"
+            t = -100 + moment
+            if kind.startswith("probe"):
+                event = probe(t, kind == "probe-ok", container=container, name=name, port=port)
+            elif kind == "disconnect":
+                event = lifecycle(
+                    t, "network_disconnect", container=container, name=name, network="bridge"
+                )
+            else:
+                event = lifecycle(t, kind, container=container, name=name)
+            response = await ingest.post("/api/v1/events", headers=AUTH, json=batch(event))
+            assert response.status_code == 202, response.text
+            with psycopg.connect(database_url) as conn:
+                stored = conn.execute(ROLLUP.format("container_rollup")).fetchall()
+                computed = conn.execute(ROLLUP.format("dockping_container_status")).fetchall()
+            assert computed == stored
+    rebuild(database_url)
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute(ROLLUP.format("container_rollup")).fetchall()
+        computed = conn.execute(ROLLUP.format("dockping_container_status")).fetchall()
+    assert computed == stored

@@ -50,24 +50,152 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         'unknown')
 $$;
 
--- Every container that has addresses, with its roll-up: the one container status.
+-- Every container that has addresses, with its roll-up: the one container status. The
+-- addresses are counted per status first, so that each address's status is computed once.
 CREATE VIEW dockping_container_status AS
-SELECT a.container_key,
+SELECT g.container_key,
        dockping_rollup_status(
-           count(*) FILTER (WHERE a.status = 'up'),
-           count(*) FILTER (WHERE a.status = 'down'),
-           count(*) FILTER (WHERE a.status = 'stopped'),
-           count(*) FILTER (WHERE a.status = 'stale'),
-           count(*) FILTER (WHERE a.status NOT IN ('up', 'down', 'stopped', 'stale', 'gone')),
-           count(*) FILTER (WHERE a.status = 'gone')) AS status,
-       (count(*) FILTER (WHERE a.status = 'up'))::integer AS addresses_up,
-       (count(*) FILTER (WHERE a.status <> 'gone'))::integer AS addresses_total,
-       max(a.status_since) FILTER (WHERE a.status <> 'gone') AS status_since,
-       coalesce(array_agg(a.target_id ORDER BY a.target_id) FILTER (WHERE a.status <> 'gone'),
-                '{}') AS target_ids
-FROM dockping_address_status a
-GROUP BY a.container_key;
+           coalesce(sum(g.n) FILTER (WHERE g.status = 'up'), 0)::bigint,
+           coalesce(sum(g.n) FILTER (WHERE g.status = 'down'), 0)::bigint,
+           coalesce(sum(g.n) FILTER (WHERE g.status = 'stopped'), 0)::bigint,
+           coalesce(sum(g.n) FILTER (WHERE g.status = 'stale'), 0)::bigint,
+           coalesce(sum(g.n) FILTER (
+               WHERE g.status NOT IN ('up', 'down', 'stopped', 'stale', 'gone')), 0)::bigint,
+           coalesce(sum(g.n) FILTER (WHERE g.status = 'gone'), 0)::bigint) AS status,
+       coalesce(sum(g.n) FILTER (WHERE g.status = 'up'), 0)::integer AS addresses_up,
+       coalesce(sum(g.n) FILTER (WHERE g.status <> 'gone'), 0)::integer AS addresses_total,
+       max(g.since) FILTER (WHERE g.status <> 'gone') AS status_since
+FROM (
+    SELECT a.container_key, a.status, count(*) AS n, max(a.status_since) AS since
+    FROM dockping_address_status a
+    GROUP BY a.container_key, a.status
+) g
+GROUP BY g.container_key;
 
--- The container listing's name order, and a project's containers.
+-- That roll-up, stored, for the reads that need every container's (a project's status, the
+-- container listing filtered by status, badges): one narrow row per container instead of
+-- every address's status computed again. It is kept in the same transaction as the
+-- projections it rolls up, by the triggers below, and refreshed only for the containers of
+-- changed rows: a probe batch that changes no address's status_since (the fold moves it
+-- exactly when a target turns up or down) refreshes nothing.
+CREATE TABLE container_rollup (
+    container_key   integer PRIMARY KEY REFERENCES containers ON DELETE CASCADE,
+    status          text NOT NULL,
+    addresses_up    integer NOT NULL,
+    addresses_total integer NOT NULL,
+    status_since    timestamptz
+);
+
+-- Bring some containers' rows (null: every container's) up to date from the view: write the
+-- rows that differ, in key order, so that two writers lock shared rows in the same order.
+CREATE FUNCTION dockping_refresh_rollup(keys integer[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF keys IS NULL THEN
+        INSERT INTO container_rollup AS r
+        SELECT s.container_key, s.status, s.addresses_up, s.addresses_total, s.status_since
+        FROM dockping_container_status s
+        ORDER BY s.container_key
+        ON CONFLICT (container_key) DO UPDATE SET
+            status = EXCLUDED.status, addresses_up = EXCLUDED.addresses_up,
+            addresses_total = EXCLUDED.addresses_total, status_since = EXCLUDED.status_since
+        WHERE r IS DISTINCT FROM EXCLUDED;
+        DELETE FROM container_rollup r
+        WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE t.container_key = r.container_key);
+    ELSIF cardinality(keys) > 0 THEN
+        INSERT INTO container_rollup AS r
+        SELECT s.container_key, s.status, s.addresses_up, s.addresses_total, s.status_since
+        FROM dockping_container_status s
+        WHERE s.container_key = ANY(keys)
+        ORDER BY s.container_key
+        ON CONFLICT (container_key) DO UPDATE SET
+            status = EXCLUDED.status, addresses_up = EXCLUDED.addresses_up,
+            addresses_total = EXCLUDED.addresses_total, status_since = EXCLUDED.status_since
+        WHERE r IS DISTINCT FROM EXCLUDED;
+    END IF;
+END
+$$;
+
+-- Rows of tables keyed by container (container_state, network_state, targets) changed.
+CREATE FUNCTION dockping_rollup_containers_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dockping_refresh_rollup(ARRAY(SELECT DISTINCT container_key FROM changed));
+    RETURN NULL;
+END
+$$;
+
+-- Rows of target_state were added or removed: their containers' counts change.
+CREATE FUNCTION dockping_rollup_states_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dockping_refresh_rollup(ARRAY(
+        SELECT DISTINCT t.container_key FROM changed c JOIN targets t USING (target_id)));
+    RETURN NULL;
+END
+$$;
+
+-- Rows of target_state were folded: only those whose status_since moved can change a status.
+CREATE FUNCTION dockping_rollup_states_folded() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dockping_refresh_rollup(ARRAY(
+        SELECT DISTINCT t.container_key
+        FROM folded n
+        JOIN before o USING (target_id)
+        JOIN targets t USING (target_id)
+        WHERE n.status_since IS DISTINCT FROM o.status_since));
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION dockping_rollup_truncated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dockping_refresh_rollup(NULL);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER rollup_target_state_insert AFTER INSERT ON target_state
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_states_changed();
+CREATE TRIGGER rollup_target_state_update AFTER UPDATE ON target_state
+    REFERENCING OLD TABLE AS before NEW TABLE AS folded
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_states_folded();
+CREATE TRIGGER rollup_target_state_delete AFTER DELETE ON target_state
+    REFERENCING OLD TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_states_changed();
+CREATE TRIGGER rollup_target_state_truncate AFTER TRUNCATE ON target_state
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_truncated();
+CREATE TRIGGER rollup_targets_insert AFTER INSERT ON targets
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_containers_changed();
+CREATE TRIGGER rollup_container_state_insert AFTER INSERT ON container_state
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_containers_changed();
+CREATE TRIGGER rollup_container_state_update AFTER UPDATE ON container_state
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_containers_changed();
+CREATE TRIGGER rollup_container_state_delete AFTER DELETE ON container_state
+    REFERENCING OLD TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_containers_changed();
+CREATE TRIGGER rollup_container_state_truncate AFTER TRUNCATE ON container_state
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_truncated();
+CREATE TRIGGER rollup_network_state_insert AFTER INSERT ON network_state
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_containers_changed();
+CREATE TRIGGER rollup_network_state_update AFTER UPDATE ON network_state
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_containers_changed();
+CREATE TRIGGER rollup_network_state_delete AFTER DELETE ON network_state
+    REFERENCING OLD TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_containers_changed();
+CREATE TRIGGER rollup_network_state_truncate AFTER TRUNCATE ON network_state
+    FOR EACH STATEMENT EXECUTE FUNCTION dockping_rollup_truncated();
+
+-- The container listing's name order, a project's containers, the listing by status.
 CREATE INDEX containers_by_name ON containers (lower(name), container_key);
 CREATE INDEX containers_by_project ON containers (compose_project, compose_service);
+
+SELECT dockping_refresh_rollup(NULL);

@@ -1,18 +1,13 @@
 -- containers_page --
 -- One page of the container listing in name order, after or before a keyset position ({op}
--- and {order} come from a fixed pair in query/containers.py). Each row's roll-up is read
--- from dockping_container_status for that container alone, so an unfiltered page walks the
--- name index and rolls up only the rows it shows. No status filter hides gone containers.
+-- and {order} come from a fixed pair in query/containers.py), with each container's stored
+-- roll-up (container_rollup, migration 18). No status filter hides gone containers.
 SELECT c.container_key, c.container_id, c.name, c.image, c.compose_project, c.compose_service,
        a.name AS agent, r.status, r.addresses_up, r.addresses_total, r.status_since,
-       r.target_ids, lower(c.name) AS name_key
+       lower(c.name) AS name_key
 FROM containers c
 JOIN agents a USING (agent_id)
-CROSS JOIN LATERAL (
-    SELECT s.status, s.addresses_up, s.addresses_total, s.status_since, s.target_ids
-    FROM dockping_container_status s
-    WHERE s.container_key = c.container_key
-) r
+JOIN container_rollup r USING (container_key)
 WHERE CASE WHEN cardinality(%(statuses)s::text[]) = 0 THEN r.status <> 'gone'
            ELSE r.status = ANY(%(statuses)s::text[]) END
   AND (%(agent)s::text IS NULL OR a.name = %(agent)s::text)
@@ -24,7 +19,7 @@ ORDER BY lower(c.name) {order}, c.container_key {order}
 LIMIT %(limit)s
 
 -- container_addresses --
--- The current addresses of some containers, for a container's expanded row.
+-- The current addresses of some containers, for their expanded rows and their uptime.
 SELECT t.container_key, l.target_id, l.network, l.ip, l.port, l.protocol, a.status,
        l.latency_ms, l.error, a.status_since
 FROM targets t
@@ -35,17 +30,18 @@ ORDER BY t.container_key, l.network, l.ip, l.port
 
 -- projects_list --
 -- Every project (compose project or Swarm stack; '' for the containers without one) with
--- its containers' roll-ups: how many are up, the worst status, and its addresses' target ids
--- (for the 24 h uptime). Gone containers count in no total.
+-- its containers' stored roll-ups: how many are up, the worst status, and the target ids of
+-- its current containers (for the 24 h uptime). Gone containers count in no total.
 WITH r AS MATERIALIZED (
-    SELECT c.compose_project AS project, s.status, s.addresses_up, s.addresses_total,
-           s.target_ids
-    FROM dockping_container_status s
+    SELECT c.compose_project AS project, c.container_key, r.status, r.addresses_up,
+           r.addresses_total
+    FROM container_rollup r
     JOIN containers c USING (container_key)
 ),
 ids AS (
-    SELECT r.project, array_agg(t.id) AS target_ids
-    FROM r, unnest(r.target_ids) t(id)
+    SELECT r.project, array_agg(t.target_id) AS target_ids
+    FROM r JOIN targets t USING (container_key)
+    WHERE r.status <> 'gone'
     GROUP BY r.project
 ),
 g AS (
@@ -54,7 +50,7 @@ g AS (
            (count(*) FILTER (WHERE r.status <> 'gone'))::integer AS containers_total,
            sum(r.addresses_up)::integer AS addresses_up,
            sum(r.addresses_total)::integer AS addresses_total,
-           dockping_worst_status(array_agg(r.status)) AS status
+           dockping_worst_status(array_agg(DISTINCT r.status)) AS status
     FROM r
     GROUP BY r.project
 )
@@ -65,14 +61,39 @@ WHERE g.status <> 'gone'
 ORDER BY g.project
 
 -- project_containers --
--- One project's containers with their roll-ups, by service and name, for its status page.
+-- One project's current containers with their roll-ups, by service and name.
 SELECT c.container_key, c.container_id, c.name, c.image, c.compose_service, a.name AS agent,
-       s.status, s.addresses_up, s.addresses_total, s.status_since, s.target_ids
+       r.status, r.addresses_up, r.addresses_total, r.status_since
 FROM containers c
 JOIN agents a USING (agent_id)
-JOIN dockping_container_status s USING (container_key)
-WHERE c.compose_project = %(project)s AND s.status <> 'gone'
+JOIN container_rollup r USING (container_key)
+WHERE c.compose_project = %(project)s AND r.status <> 'gone'
 ORDER BY c.compose_service, lower(c.name), c.container_key
+
+-- project_services --
+-- One project's services (its current containers grouped by compose service), each with the
+-- worst status of its containers, since when its newest change holds, and its target ids.
+SELECT c.compose_service AS service,
+       dockping_worst_status(array_agg(DISTINCT r.status)) AS status,
+       (count(DISTINCT c.container_key) FILTER (WHERE r.status = 'up'))::integer
+           AS containers_up,
+       count(DISTINCT c.container_key)::integer AS containers_total,
+       max(r.status_since) AS status_since,
+       array_agg(t.target_id ORDER BY t.target_id) AS target_ids
+FROM containers c
+JOIN container_rollup r USING (container_key)
+JOIN targets t USING (container_key)
+WHERE c.compose_project = %(project)s AND r.status <> 'gone'
+GROUP BY c.compose_service
+ORDER BY c.compose_service
+
+-- project_status --
+-- One project's status: the worst of its current containers'.
+SELECT dockping_worst_status(array_agg(DISTINCT r.status)) AS status
+FROM containers c
+JOIN container_rollup r USING (container_key)
+WHERE c.compose_project = %(project)s AND r.status <> 'gone'
+HAVING count(*) > 0
 
 -- service_hours --
 -- Probes and failures per hour of each service of some targets since a time, from the
@@ -110,26 +131,25 @@ FROM (
 GROUP BY u.target_id
 
 -- badge_project --
--- A project's status (the worst of its containers') and its addresses' target ids.
-SELECT dockping_worst_status(array_agg(s.status)) AS status,
-       coalesce(array_agg(t.id) FILTER (WHERE t.id IS NOT NULL), '{}') AS target_ids,
-       max(c.compose_project) AS project
+-- A project's status (the worst of its current containers') and their target ids.
+SELECT dockping_worst_status(array_agg(DISTINCT r.status)) AS status,
+       array_agg(t.target_id) AS target_ids
 FROM containers c
-JOIN dockping_container_status s USING (container_key)
-LEFT JOIN LATERAL unnest(s.target_ids) t(id) ON true
-WHERE c.compose_project = %(name)s AND s.status <> 'gone'
+JOIN container_rollup r USING (container_key)
+JOIN targets t USING (container_key)
+WHERE c.compose_project = %(name)s AND r.status <> 'gone'
 HAVING count(*) > 0
 
 -- badge_container --
--- The status of the containers of this name (the worst, when several agents have one), with
--- their projects and target ids.
-SELECT dockping_worst_status(array_agg(s.status)) AS status,
-       coalesce(array_agg(t.id) FILTER (WHERE t.id IS NOT NULL), '{}') AS target_ids,
+-- The status of the current containers of this name (the worst, when several agents have
+-- one), with their projects and target ids.
+SELECT dockping_worst_status(array_agg(DISTINCT r.status)) AS status,
+       array_agg(t.target_id) AS target_ids,
        array_agg(DISTINCT c.compose_project) AS projects
 FROM containers c
-JOIN dockping_container_status s USING (container_key)
-LEFT JOIN LATERAL unnest(s.target_ids) t(id) ON true
-WHERE c.name = %(name)s AND s.status <> 'gone'
+JOIN container_rollup r USING (container_key)
+JOIN targets t USING (container_key)
+WHERE lower(c.name) = lower(%(name)s) AND c.name = %(name)s AND r.status <> 'gone'
 HAVING count(*) > 0
 
 -- badge_target --
@@ -139,36 +159,12 @@ FROM dockping_address_status a
 JOIN containers c USING (container_key)
 WHERE a.target_id = %(target_id)s
 
--- project_services --
--- One project's services (its containers grouped by compose service), each with the worst
--- status of its containers, since when its newest change holds, and its target ids.
-WITH r AS MATERIALIZED (
-    SELECT c.compose_service AS service, s.status, s.status_since, s.target_ids
-    FROM containers c
-    JOIN dockping_container_status s USING (container_key)
-    WHERE c.compose_project = %(project)s AND s.status <> 'gone'
-),
-ids AS (
-    SELECT r.service, array_agg(t.id ORDER BY t.id) AS target_ids
-    FROM r, unnest(r.target_ids) t(id)
-    GROUP BY r.service
-)
-SELECT g.service, g.status, g.containers_up, g.containers_total, g.status_since,
-       coalesce(ids.target_ids, '{}') AS target_ids
-FROM (
-    SELECT r.service, dockping_worst_status(array_agg(r.status)) AS status,
-           (count(*) FILTER (WHERE r.status = 'up'))::integer AS containers_up,
-           count(*)::integer AS containers_total, max(r.status_since) AS status_since
-    FROM r
-    GROUP BY r.service
-) g
-LEFT JOIN ids USING (service)
-ORDER BY g.service
-
--- project_status --
--- One project's status: the worst of its current containers'.
-SELECT dockping_worst_status(array_agg(s.status)) AS status
-FROM containers c
-JOIN dockping_container_status s USING (container_key)
-WHERE c.compose_project = %(project)s AND s.status <> 'gone'
-HAVING count(*) > 0
+-- group_uptime_hours --
+-- Probes and failures per target in the hour of %(now)s and the 23 before it, from the
+-- hourly rollup alone: the 24 h uptime of a whole project or service, where reading every
+-- address's minutes before the first whole hour would cost more than the rest together.
+SELECT h.target_id, sum(h.probes)::bigint AS probes, sum(h.failures)::bigint AS failures
+FROM latency_hour h
+WHERE h.target_id = ANY(%(target_ids)s::integer[])
+  AND h.bucket >= date_trunc('hour', %(now)s::timestamptz) - interval '23 hours'
+GROUP BY h.target_id
