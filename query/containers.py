@@ -31,8 +31,14 @@ SORT = "container_name"
 # The `project` filter's value for the containers without a project (no compose project
 # name may start with a dash).
 NO_PROJECT = "-"
-# The keyset comparison and order of each direction: the only SQL text that varies.
+# The keyset comparison and order of each direction, and how the roll-up is joined (see
+# containers_page): the only SQL text that varies, chosen from these, never built from input.
 _DIRECTIONS = {"next": (">", "ASC"), "prev": ("<", "DESC")}
+_ONE_BY_ONE = (
+    "CROSS JOIN LATERAL (SELECT s.* FROM dockping_container_status s"
+    " WHERE s.container_key = c.container_key OFFSET 0) r"
+)
+_ALL_AT_ONCE = "JOIN dockping_container_status r USING (container_key)"
 
 
 class Container(msgspec.Struct, frozen=True):
@@ -110,7 +116,9 @@ async def page(
         "limit": limit + 1,
     }
     async with conn.cursor() as cur:
-        await cur.execute(sql("containers_page").format(op=op, order=order).encode(), params)
+        rollup = _ALL_AT_ONCE if filters.statuses else _ONE_BY_ONE
+        text = sql("containers_page").format(op=op, order=order, rollup=rollup)
+        await cur.execute(text.encode(), params)
         found = await cur.fetchall()
     more = len(found) > limit
     found = found[:limit]

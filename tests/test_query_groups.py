@@ -414,9 +414,7 @@ async def test_bad_container_parameters_are_400s_naming_the_field(
     assert field in response.text
 
 
-ROLLUP = (
-    "SELECT container_key, status, addresses_up, addresses_total, status_since FROM {} ORDER BY 1"
-)
+ROLLUP = "SELECT target_id, container_key, status, status_since FROM {} ORDER BY 1"
 
 event_steps = st.lists(
     st.tuples(
@@ -440,7 +438,7 @@ event_steps = st.lists(
 async def test_the_stored_rollup_equals_the_view_after_any_events(
     settings: Settings, database_url: str, steps: list[tuple[str, int, int]]
 ) -> None:
-    """After any sequence of probes and lifecycle events, and after a rebuild, container_rollup holds what dockping_container_status computes."""
+    """After any sequence of probes and lifecycle events, and after a rebuild, address_rollup holds the address statuses dockping_address_status computes."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE target_state, container_state, network_state, targets, containers, agents,"
@@ -461,11 +459,11 @@ async def test_the_stored_rollup_equals_the_view_after_any_events(
             response = await ingest.post("/api/v1/events", headers=AUTH, json=batch(event))
             assert response.status_code == 202, response.text
             with psycopg.connect(database_url) as conn:
-                stored = conn.execute(ROLLUP.format("container_rollup")).fetchall()
-                computed = conn.execute(ROLLUP.format("dockping_container_status")).fetchall()
+                stored = conn.execute(ROLLUP.format("address_rollup")).fetchall()
+                computed = conn.execute(ROLLUP.format("dockping_address_status")).fetchall()
             assert computed == stored
     rebuild(database_url)
     with psycopg.connect(database_url) as conn:
-        stored = conn.execute(ROLLUP.format("container_rollup")).fetchall()
-        computed = conn.execute(ROLLUP.format("dockping_container_status")).fetchall()
+        stored = conn.execute(ROLLUP.format("address_rollup")).fetchall()
+        computed = conn.execute(ROLLUP.format("dockping_address_status")).fetchall()
     assert computed == stored

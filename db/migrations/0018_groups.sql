@@ -50,68 +50,68 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         'unknown')
 $$;
 
--- Every container that has addresses, with its roll-up: the one container status. The
--- addresses are counted per status first, so that each address's status is computed once.
-CREATE VIEW dockping_container_status AS
-SELECT g.container_key,
-       dockping_rollup_status(
-           coalesce(sum(g.n) FILTER (WHERE g.status = 'up'), 0)::bigint,
-           coalesce(sum(g.n) FILTER (WHERE g.status = 'down'), 0)::bigint,
-           coalesce(sum(g.n) FILTER (WHERE g.status = 'stopped'), 0)::bigint,
-           coalesce(sum(g.n) FILTER (WHERE g.status = 'stale'), 0)::bigint,
-           coalesce(sum(g.n) FILTER (
-               WHERE g.status NOT IN ('up', 'down', 'stopped', 'stale', 'gone')), 0)::bigint,
-           coalesce(sum(g.n) FILTER (WHERE g.status = 'gone'), 0)::bigint) AS status,
-       coalesce(sum(g.n) FILTER (WHERE g.status = 'up'), 0)::integer AS addresses_up,
-       coalesce(sum(g.n) FILTER (WHERE g.status <> 'gone'), 0)::integer AS addresses_total,
-       max(g.since) FILTER (WHERE g.status <> 'gone') AS status_since
-FROM (
-    SELECT a.container_key, a.status, count(*) AS n, max(a.status_since) AS since
-    FROM dockping_address_status a
-    GROUP BY a.container_key, a.status
-) g
-GROUP BY g.container_key;
-
--- That roll-up, stored, for the reads that need every container's (a project's status, the
--- container listing filtered by status, badges): one narrow row per container instead of
--- every address's status computed again. It is kept in the same transaction as the
--- projections it rolls up, by the triggers below, and refreshed only for the containers of
--- changed rows: a probe batch that changes no address's status_since (the fold moves it
--- exactly when a target turns up or down) refreshes nothing.
-CREATE TABLE container_rollup (
-    container_key   integer PRIMARY KEY REFERENCES containers ON DELETE CASCADE,
+-- The address status, stored, for the reads that roll up every container (a project's
+-- status, the container listing filtered by status, badges): one narrow row per address
+-- instead of every address's status computed again through latest_state. It is kept in the
+-- same transaction as the projections it comes from, by the triggers below, refreshed only
+-- for the containers of changed rows (see dockping_rollup_states_folded for probe batches).
+-- Statuses that change with time alone (stale) are not refreshed by time. One row per
+-- address, as address_lifecycle: a batch adding a target writes a row of its own, so that a
+-- rebuild never waits for it.
+CREATE TABLE address_rollup (
+    target_id       integer PRIMARY KEY REFERENCES targets ON DELETE CASCADE,
+    container_key   integer NOT NULL,
     status          text NOT NULL,
-    addresses_up    integer NOT NULL,
-    addresses_total integer NOT NULL,
     status_since    timestamptz
 );
+CREATE INDEX address_rollup_by_container ON address_rollup (container_key, status);
 
--- Bring some containers' rows (null: every container's) up to date from the view: write the
--- rows that differ, in key order, so that two writers lock shared rows in the same order.
+-- Every container that has addresses, with its roll-up: the one container status, over the
+-- stored address statuses.
+CREATE VIEW dockping_container_status AS
+SELECT a.container_key,
+       dockping_rollup_status(
+           count(*) FILTER (WHERE a.status = 'up'),
+           count(*) FILTER (WHERE a.status = 'down'),
+           count(*) FILTER (WHERE a.status = 'stopped'),
+           count(*) FILTER (WHERE a.status = 'stale'),
+           count(*) FILTER (WHERE a.status NOT IN ('up', 'down', 'stopped', 'stale', 'gone')),
+           count(*) FILTER (WHERE a.status = 'gone')) AS status,
+       (count(*) FILTER (WHERE a.status = 'up'))::integer AS addresses_up,
+       (count(*) FILTER (WHERE a.status <> 'gone'))::integer AS addresses_total,
+       max(a.status_since) FILTER (WHERE a.status <> 'gone') AS status_since
+FROM address_rollup a
+GROUP BY a.container_key;
+
+-- Bring some containers' rows (null: every container's) up to date from
+-- dockping_address_status, as dockping_refresh_listing does its own: update the rows that
+-- differ, add the missing ones, so that only rows that change are written or locked.
 CREATE FUNCTION dockping_refresh_rollup(keys integer[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF keys IS NULL THEN
-        INSERT INTO container_rollup AS r
-        SELECT s.container_key, s.status, s.addresses_up, s.addresses_total, s.status_since
-        FROM dockping_container_status s
-        ORDER BY s.container_key
-        ON CONFLICT (container_key) DO UPDATE SET
-            status = EXCLUDED.status, addresses_up = EXCLUDED.addresses_up,
-            addresses_total = EXCLUDED.addresses_total, status_since = EXCLUDED.status_since
-        WHERE r IS DISTINCT FROM EXCLUDED;
-        DELETE FROM container_rollup r
-        WHERE NOT EXISTS (SELECT 1 FROM targets t WHERE t.container_key = r.container_key);
+        UPDATE address_rollup r SET status = n.status, status_since = n.status_since
+        FROM dockping_address_status n
+        WHERE r.target_id = n.target_id
+          AND (r.status, r.status_since) IS DISTINCT FROM (n.status, n.status_since);
+        INSERT INTO address_rollup
+        SELECT n.target_id, n.container_key, n.status, n.status_since
+        FROM dockping_address_status n
+        WHERE NOT EXISTS (SELECT 1 FROM address_rollup r WHERE r.target_id = n.target_id)
+        ORDER BY n.target_id
+        ON CONFLICT (target_id) DO NOTHING;
     ELSIF cardinality(keys) > 0 THEN
-        INSERT INTO container_rollup AS r
-        SELECT s.container_key, s.status, s.addresses_up, s.addresses_total, s.status_since
-        FROM dockping_container_status s
-        WHERE s.container_key = ANY(keys)
-        ORDER BY s.container_key
-        ON CONFLICT (container_key) DO UPDATE SET
-            status = EXCLUDED.status, addresses_up = EXCLUDED.addresses_up,
-            addresses_total = EXCLUDED.addresses_total, status_since = EXCLUDED.status_since
-        WHERE r IS DISTINCT FROM EXCLUDED;
+        UPDATE address_rollup r SET status = n.status, status_since = n.status_since
+        FROM dockping_address_status n
+        WHERE n.container_key = ANY(keys) AND r.target_id = n.target_id
+          AND (r.status, r.status_since) IS DISTINCT FROM (n.status, n.status_since);
+        INSERT INTO address_rollup
+        SELECT n.target_id, n.container_key, n.status, n.status_since
+        FROM dockping_address_status n
+        WHERE n.container_key = ANY(keys)
+          AND NOT EXISTS (SELECT 1 FROM address_rollup r WHERE r.target_id = n.target_id)
+        ORDER BY n.target_id
+        ON CONFLICT (target_id) DO NOTHING;
     END IF;
 END
 $$;
@@ -135,7 +135,10 @@ BEGIN
 END
 $$;
 
--- Rows of target_state were folded: only those whose status_since moved can change a status.
+-- Rows of target_state were folded. An address that is up or down stays so unless the fold
+-- moved its status_since; one in any other status (stopped, stale, unknown...) may leave it
+-- with any probe, as a probe newer than a stop does. In a steady fleet neither happens, and
+-- a batch refreshes nothing.
 CREATE FUNCTION dockping_rollup_states_folded() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -144,7 +147,9 @@ BEGIN
         FROM folded n
         JOIN before o USING (target_id)
         JOIN targets t USING (target_id)
-        WHERE n.status_since IS DISTINCT FROM o.status_since));
+        LEFT JOIN address_rollup r ON r.target_id = n.target_id
+        WHERE n.status_since IS DISTINCT FROM o.status_since
+           OR r.status IS NULL OR r.status NOT IN ('up', 'down')));
     RETURN NULL;
 END
 $$;

@@ -1,13 +1,16 @@
 -- containers_page --
--- One page of the container listing in name order, after or before a keyset position ({op}
--- and {order} come from a fixed pair in query/containers.py), with each container's stored
--- roll-up (container_rollup, migration 18). No status filter hides gone containers.
+-- One page of the container listing in name order, after or before a keyset position, with
+-- each container's roll-up (dockping_container_status, over address_rollup). {op} and
+-- {order} come from a fixed pair in query/containers.py, {rollup} from a fixed pair too:
+-- without a status filter each row's roll-up is read for that container alone (the walk
+-- of the name index stops after a page), with one every container's is (a rare status
+-- would make that walk read them all, one by one). No status filter hides gone containers.
 SELECT c.container_key, c.container_id, c.name, c.image, c.compose_project, c.compose_service,
        a.name AS agent, r.status, r.addresses_up, r.addresses_total, r.status_since,
        lower(c.name) AS name_key
 FROM containers c
 JOIN agents a USING (agent_id)
-JOIN container_rollup r USING (container_key)
+{rollup}
 WHERE CASE WHEN cardinality(%(statuses)s::text[]) = 0 THEN r.status <> 'gone'
            ELSE r.status = ANY(%(statuses)s::text[]) END
   AND (%(agent)s::text IS NULL OR a.name = %(agent)s::text)
@@ -19,30 +22,32 @@ ORDER BY lower(c.name) {order}, c.container_key {order}
 LIMIT %(limit)s
 
 -- container_addresses --
--- The current addresses of some containers, for their expanded rows and their uptime.
-SELECT t.container_key, l.target_id, l.network, l.ip, l.port, l.protocol, a.status,
+-- The current addresses of some containers, for their expanded rows and their uptime: the
+-- ids from address_rollup first, so that latest_state is read for those targets alone.
+SELECT a.container_key, l.target_id, l.network, l.ip, l.port, l.protocol, a.status,
        l.latency_ms, l.error, a.status_since
-FROM targets t
-JOIN latest_state l USING (target_id)
-JOIN dockping_address_status a USING (target_id)
-WHERE t.container_key = ANY(%(container_keys)s::integer[]) AND a.status <> 'gone'
-ORDER BY t.container_key, l.network, l.ip, l.port
+FROM latest_state l
+JOIN address_rollup a USING (target_id)
+WHERE l.target_id = ANY(ARRAY(
+    SELECT r.target_id FROM address_rollup r
+    WHERE r.container_key = ANY(%(container_keys)s::integer[]) AND r.status <> 'gone'))
+ORDER BY a.container_key, l.network, l.ip, l.port
 
 -- projects_list --
 -- Every project (compose project or Swarm stack; '' for the containers without one) with
--- its containers' stored roll-ups: how many are up, the worst status, and the target ids of
--- its current containers (for the 24 h uptime). Gone containers count in no total.
+-- its containers' roll-ups: how many are up, the worst status, and the target ids of its
+-- addresses that are not gone (for the 24 h uptime). Gone containers count in no total.
 WITH r AS MATERIALIZED (
-    SELECT c.compose_project AS project, c.container_key, r.status, r.addresses_up,
-           r.addresses_total
-    FROM container_rollup r
+    SELECT c.compose_project AS project, r.status, r.addresses_up, r.addresses_total
+    FROM dockping_container_status r
     JOIN containers c USING (container_key)
 ),
 ids AS (
-    SELECT r.project, array_agg(t.target_id) AS target_ids
-    FROM r JOIN targets t USING (container_key)
-    WHERE r.status <> 'gone'
-    GROUP BY r.project
+    SELECT c.compose_project AS project, array_agg(a.target_id) AS target_ids
+    FROM address_rollup a
+    JOIN containers c USING (container_key)
+    WHERE a.status <> 'gone'
+    GROUP BY c.compose_project
 ),
 g AS (
     SELECT r.project,
@@ -50,7 +55,7 @@ g AS (
            (count(*) FILTER (WHERE r.status <> 'gone'))::integer AS containers_total,
            sum(r.addresses_up)::integer AS addresses_up,
            sum(r.addresses_total)::integer AS addresses_total,
-           dockping_worst_status(array_agg(DISTINCT r.status)) AS status
+           dockping_worst_status(array_agg(r.status)) AS status
     FROM r
     GROUP BY r.project
 )
@@ -66,7 +71,9 @@ SELECT c.container_key, c.container_id, c.name, c.image, c.compose_service, a.na
        r.status, r.addresses_up, r.addresses_total, r.status_since
 FROM containers c
 JOIN agents a USING (agent_id)
-JOIN container_rollup r USING (container_key)
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
 WHERE c.compose_project = %(project)s AND r.status <> 'gone'
 ORDER BY c.compose_service, lower(c.name), c.container_key
 
@@ -74,24 +81,28 @@ ORDER BY c.compose_service, lower(c.name), c.container_key
 -- One project's services (its current containers grouped by compose service), each with the
 -- worst status of its containers, since when its newest change holds, and its target ids.
 SELECT c.compose_service AS service,
-       dockping_worst_status(array_agg(DISTINCT r.status)) AS status,
+       dockping_worst_status(array_agg(r.status)) AS status,
        (count(DISTINCT c.container_key) FILTER (WHERE r.status = 'up'))::integer
            AS containers_up,
        count(DISTINCT c.container_key)::integer AS containers_total,
        max(r.status_since) AS status_since,
        array_agg(t.target_id ORDER BY t.target_id) AS target_ids
 FROM containers c
-JOIN container_rollup r USING (container_key)
-JOIN targets t USING (container_key)
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+JOIN targets t ON t.container_key = c.container_key
 WHERE c.compose_project = %(project)s AND r.status <> 'gone'
 GROUP BY c.compose_service
 ORDER BY c.compose_service
 
 -- project_status --
 -- One project's status: the worst of its current containers'.
-SELECT dockping_worst_status(array_agg(DISTINCT r.status)) AS status
+SELECT dockping_worst_status(array_agg(r.status)) AS status
 FROM containers c
-JOIN container_rollup r USING (container_key)
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
 WHERE c.compose_project = %(project)s AND r.status <> 'gone'
 HAVING count(*) > 0
 
@@ -132,23 +143,27 @@ GROUP BY u.target_id
 
 -- badge_project --
 -- A project's status (the worst of its current containers') and their target ids.
-SELECT dockping_worst_status(array_agg(DISTINCT r.status)) AS status,
+SELECT dockping_worst_status(array_agg(r.status)) AS status,
        array_agg(t.target_id) AS target_ids
 FROM containers c
-JOIN container_rollup r USING (container_key)
-JOIN targets t USING (container_key)
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+JOIN targets t ON t.container_key = c.container_key
 WHERE c.compose_project = %(name)s AND r.status <> 'gone'
 HAVING count(*) > 0
 
 -- badge_container --
 -- The status of the current containers of this name (the worst, when several agents have
 -- one), with their projects and target ids.
-SELECT dockping_worst_status(array_agg(DISTINCT r.status)) AS status,
+SELECT dockping_worst_status(array_agg(r.status)) AS status,
        array_agg(t.target_id) AS target_ids,
        array_agg(DISTINCT c.compose_project) AS projects
 FROM containers c
-JOIN container_rollup r USING (container_key)
-JOIN targets t USING (container_key)
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+JOIN targets t ON t.container_key = c.container_key
 WHERE lower(c.name) = lower(%(name)s) AND c.name = %(name)s AND r.status <> 'gone'
 HAVING count(*) > 0
 
