@@ -162,12 +162,14 @@ def test_the_container_table_reads_on_a_phone_and_changes_live(
     assert row.evaluate("r => getComputedStyle(r).display") == "block"
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert row.locator("[data-field=status]").inner_text() == "up"
-    page.wait_for_function("document.querySelector('.live-state').textContent.includes('live')")
+    page.wait_for_selector(".live-state:text('live')")
     system.send([probe(3, 0.01, 443, ok=False)])
+    # A predicate as a function, not a string: the page's CSP forbids eval of a string.
     page.wait_for_function(
-        "[...document.querySelectorAll('#containers > tbody > tr')].some("
+        "() => [...document.querySelectorAll('#containers > tbody > tr')].some("
         "r => r.textContent.includes('blog-app-1') && r.querySelector('[data-field=status]')"
-        ".textContent === 'degraded')"
+        ".textContent === 'degraded')",
+        timeout=30000,
     )
 
 
