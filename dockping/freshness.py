@@ -51,3 +51,13 @@ def freshness(
         default_window=timedelta(seconds=agent.probe_interval + agent.probe_timeout),
         silent_after=timedelta(seconds=agent.resync_interval * heartbeats),
     )
+
+
+def view_settings(fresh: Freshness) -> dict[str, str]:
+    """The session settings the SQL views (latest_state and what reads it) take their
+    freshness from, as this reader's settings say (`SET dockping.stale_after = ...`)."""
+    return {
+        "dockping.stale_after": f"{fresh.stale_after.total_seconds()} seconds",
+        "dockping.default_window": f"{fresh.default_window.total_seconds()} seconds",
+        "dockping.silent_after": f"{fresh.silent_after.total_seconds()} seconds",
+    }

@@ -120,6 +120,10 @@ class QuerySettings(_Section, frozen=True):
     """Most points one latency request may return (400 above)."""
     stale_after: Duration = Duration(40)
     """A target not probed for its interval plus timeout plus this long is `stale`, not `up`."""
+    status_detail: bool = False
+    """Whether /status/{project} pages show container ids and IP addresses."""
+    public_status: list[str] = msgspec.field(default_factory=list)
+    """Projects whose /status page and badges need no read token."""
 
 
 class HttpRule(_Section, frozen=True):
@@ -334,8 +338,8 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 
 def _env_value(value: str) -> Any:
-    # Tables (agent_tokens) can be given as inline TOML: {a = "x"}.
-    if value.startswith("{"):
+    # Tables (agent_tokens) can be given as inline TOML: {a = "x"}; lists as ["a", "b"].
+    if value.startswith(("{", "[")):
         try:
             return tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
@@ -12,9 +15,10 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from dockping import __version__
+from dockping.freshness import freshness, view_settings
 from dockping.settings import Settings
 from dockping.web import EXCEPTION_HANDLERS, healthz, pool_lifespan
-from query import api, auth, display, pages
+from query import api, auth, display, group_uptime, groups_routes, pages, public_status
 from query.addresses import UptimeCache
 from query.headers import security_headers
 from query.live import hub_lifespan
@@ -33,9 +37,25 @@ def templates() -> Environment:
         latency=display.latency,
         when=display.when,
         uptime=display.uptime,
+        percent=group_uptime.percent,
     )
     environment.globals.update(since=display.since, note=display.note)
     return environment
+
+
+def views_as_the_settings(
+    settings: Settings,
+) -> Callable[[psycopg.AsyncConnection], Awaitable[None]]:
+    """Each new connection's views (latest_state, the roll-ups) take their freshness from
+    these settings, as the queries that are given it explicitly do."""
+    values = view_settings(freshness(settings, datetime.now(UTC)))
+
+    async def connected(conn: psycopg.AsyncConnection) -> None:
+        for name, value in values.items():
+            await conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        await conn.commit()
+
+    return connected
 
 
 def create_app(settings: Settings, database_url: str) -> Litestar:
@@ -45,6 +65,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         route_handlers=[
             *api.HANDLERS,
             *pages.HANDLERS,
+            *groups_routes.HANDLERS,
             auth.login_form,
             auth.login,
             auth.logout,
@@ -54,11 +75,18 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             ),
         ],
         lifespan=[
-            pool_lifespan(database_url, settings.database.pool_size, "query"),
+            pool_lifespan(
+                database_url,
+                settings.database.pool_size,
+                "query",
+                views_as_the_settings(settings),
+            ),
             hub_lifespan(database_url),
         ],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates())),
-        before_request=auth.guard(settings.query.token),
+        before_request=public_status.guard(
+            settings.query.token, settings.query.public_status, auth.guard(settings.query.token)
+        ),
         before_send=[security_headers],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
@@ -73,4 +101,5 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app.state.settings = settings
     app.state.read_token = settings.query.token
     app.state.uptime_cache = UptimeCache()
+    app.state.hourly_uptime_cache = UptimeCache()
     return app

@@ -236,3 +236,45 @@ def hub_lifespan(url: str) -> Any:
                 await task
 
     return lifespan
+
+
+class AnyChange(Subscription):
+    """A stream's interest in every change: the grouped pages, whose rows span many targets."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def offer(self, change: _Change | None) -> None:
+        """Any committed batch wakes it."""
+        self.wake.set()
+
+
+# A grouped page refetches its rows on a change: at most this often, however busy ingest is.
+CHANGES_EVERY_SECONDS = 1.0
+
+
+async def changes(hub: Hub) -> AsyncIterator[ServerSentEventMessage]:
+    """Server-sent events: `changed` after ingest commits anything, at most once a second."""
+    sub = AnyChange()
+    sub.wake.clear()
+    hub.subscribers.add(sub)
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + MAX_STREAM_SECONDS
+    try:
+        yield ServerSentEventMessage(comment="dockping live", retry=3000)
+        while not hub.closed and loop.time() < ends_at:
+            woke = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    await sub.wake.wait()
+                    woke = True
+            if hub.closed:
+                break
+            if not woke:
+                yield ServerSentEventMessage(comment="keepalive")
+                continue
+            sub.wake.clear()
+            yield ServerSentEventMessage(event="changed", data="1")
+            await asyncio.sleep(CHANGES_EVERY_SECONDS)
+    finally:
+        hub.unsubscribe(sub)

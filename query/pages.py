@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import psycopg
-from litestar import Response, get
+from litestar import get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 from litestar.response import Template
@@ -207,10 +207,4 @@ async def _notifications(conn: psycopg.AsyncConnection, target_id: int) -> list[
         return []  # a view of another shape than expected: show nothing rather than fail
 
 
-@get("/", include_in_schema=False)
-async def index() -> Response[None]:
-    """The status table is the front page."""
-    return Response(None, status_code=302, headers={"Location": "/addresses"})
-
-
-HANDLERS = [addresses_page, target_page, index]
+HANDLERS = [addresses_page, target_page]

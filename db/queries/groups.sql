@@ -1,0 +1,185 @@
+-- containers_page --
+-- One page of the container listing in name order, after or before a keyset position, with
+-- each container's roll-up (dockping_container_status, over address_rollup). {op} and
+-- {order} come from a fixed pair in query/containers.py, {rollup} from a fixed pair too:
+-- without a status filter each row's roll-up is read for that container alone (the walk
+-- of the name index stops after a page), with one every container's is (a rare status
+-- would make that walk read them all, one by one). No status filter hides gone containers.
+SELECT c.container_key, c.container_id, c.name, c.image, c.compose_project, c.compose_service,
+       a.name AS agent, r.status, r.addresses_up, r.addresses_total, r.status_since,
+       lower(c.name) AS name_key
+FROM containers c
+JOIN agents a USING (agent_id)
+{rollup}
+WHERE CASE WHEN cardinality(%(statuses)s::text[]) = 0 THEN r.status <> 'gone'
+           ELSE r.status = ANY(%(statuses)s::text[]) END
+  AND (%(agent)s::text IS NULL OR a.name = %(agent)s::text)
+  AND (%(project)s::text IS NULL OR c.compose_project = %(project)s::text)
+  AND (%(q)s::text IS NULL OR lower(c.name) LIKE %(q)s::text OR lower(c.image) LIKE %(q)s::text)
+  AND (%(after)s::text IS NULL
+       OR (lower(c.name), c.container_key) {op} (%(after)s::text, %(row_id)s::integer))
+ORDER BY lower(c.name) {order}, c.container_key {order}
+LIMIT %(limit)s
+
+-- container_addresses --
+-- The current addresses of some containers, for their expanded rows and their uptime: the
+-- ids from address_rollup first, so that latest_state is read for those targets alone.
+SELECT a.container_key, l.target_id, l.network, l.ip, l.port, l.protocol, a.status,
+       l.latency_ms, l.error, a.status_since
+FROM latest_state l
+JOIN address_rollup a USING (target_id)
+WHERE l.target_id = ANY(ARRAY(
+    SELECT r.target_id FROM address_rollup r
+    WHERE r.container_key = ANY(%(container_keys)s::integer[]) AND r.status <> 'gone'))
+ORDER BY a.container_key, l.network, l.ip, l.port
+
+-- projects_list --
+-- Every project (compose project or Swarm stack; '' for the containers without one) with
+-- its containers' roll-ups: how many are up, the worst status, and the target ids of its
+-- addresses that are not gone (for the 24 h uptime). Gone containers count in no total.
+WITH r AS MATERIALIZED (
+    SELECT c.compose_project AS project, r.status, r.addresses_up, r.addresses_total
+    FROM dockping_container_status r
+    JOIN containers c USING (container_key)
+),
+ids AS (
+    SELECT c.compose_project AS project, array_agg(a.target_id) AS target_ids
+    FROM address_rollup a
+    JOIN containers c USING (container_key)
+    WHERE a.status <> 'gone'
+    GROUP BY c.compose_project
+),
+g AS (
+    SELECT r.project,
+           (count(*) FILTER (WHERE r.status = 'up'))::integer AS containers_up,
+           (count(*) FILTER (WHERE r.status <> 'gone'))::integer AS containers_total,
+           sum(r.addresses_up)::integer AS addresses_up,
+           sum(r.addresses_total)::integer AS addresses_total,
+           dockping_worst_status(array_agg(r.status)) AS status
+    FROM r
+    GROUP BY r.project
+)
+SELECT g.project, g.containers_up, g.containers_total, g.addresses_up, g.addresses_total,
+       g.status, coalesce(ids.target_ids, '{}') AS target_ids
+FROM g LEFT JOIN ids USING (project)
+WHERE g.status <> 'gone'
+ORDER BY g.project
+
+-- project_containers --
+-- One project's current containers with their roll-ups, by service and name.
+SELECT c.container_key, c.container_id, c.name, c.image, c.compose_service, a.name AS agent,
+       r.status, r.addresses_up, r.addresses_total, r.status_since
+FROM containers c
+JOIN agents a USING (agent_id)
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+WHERE c.compose_project = %(project)s AND r.status <> 'gone'
+ORDER BY c.compose_service, lower(c.name), c.container_key
+
+-- project_services --
+-- One project's services (its current containers grouped by compose service), each with the
+-- worst status of its containers, since when its newest change holds, and its target ids.
+SELECT c.compose_service AS service,
+       dockping_worst_status(array_agg(r.status)) AS status,
+       (count(DISTINCT c.container_key) FILTER (WHERE r.status = 'up'))::integer
+           AS containers_up,
+       count(DISTINCT c.container_key)::integer AS containers_total,
+       max(r.status_since) AS status_since,
+       array_agg(t.target_id ORDER BY t.target_id) AS target_ids
+FROM containers c
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+JOIN targets t ON t.container_key = c.container_key
+WHERE c.compose_project = %(project)s AND r.status <> 'gone'
+GROUP BY c.compose_service
+ORDER BY c.compose_service
+
+-- project_status --
+-- One project's status: the worst of its current containers'.
+SELECT dockping_worst_status(array_agg(r.status)) AS status
+FROM containers c
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+WHERE c.compose_project = %(project)s AND r.status <> 'gone'
+HAVING count(*) > 0
+
+-- service_hours --
+-- Probes and failures per hour of each service of some targets since a time, from the
+-- hourly rollup: the status page's uptime bars and incidents.
+SELECT c.compose_service AS service, h.bucket, sum(h.probes)::bigint AS probes,
+       sum(h.failures)::bigint AS failures
+FROM latency_hour h
+JOIN targets t USING (target_id)
+JOIN containers c USING (container_key)
+WHERE h.target_id = ANY(%(target_ids)s::integer[]) AND h.bucket >= %(since)s
+GROUP BY c.compose_service, h.bucket
+ORDER BY c.compose_service, h.bucket
+
+-- group_uptime --
+-- Probes and failures per target over the 24 h before %(now)s: the whole hours from the
+-- hourly rollup, the minutes before the first of them from the minute rollup.
+WITH w AS (
+    SELECT %(now)s::timestamptz - interval '24 hours' AS since,
+           date_trunc('hour', %(now)s::timestamptz - interval '24 hours')
+               + CASE WHEN date_trunc('hour', %(now)s::timestamptz - interval '24 hours')
+                           < %(now)s::timestamptz - interval '24 hours'
+                      THEN interval '1 hour' ELSE interval '0' END AS hour
+)
+SELECT u.target_id, sum(u.probes)::bigint AS probes, sum(u.failures)::bigint AS failures
+FROM (
+    SELECT m.target_id, m.probes, m.failures
+    FROM latency_minute m, w
+    WHERE m.target_id = ANY(%(target_ids)s::integer[])
+      AND m.bucket >= w.since AND m.bucket < w.hour
+    UNION ALL
+    SELECT h.target_id, h.probes, h.failures
+    FROM latency_hour h, w
+    WHERE h.target_id = ANY(%(target_ids)s::integer[]) AND h.bucket >= w.hour
+) u
+GROUP BY u.target_id
+
+-- badge_project --
+-- A project's status (the worst of its current containers') and their target ids.
+SELECT dockping_worst_status(array_agg(r.status)) AS status,
+       array_agg(t.target_id) AS target_ids
+FROM containers c
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+JOIN targets t ON t.container_key = c.container_key
+WHERE c.compose_project = %(name)s AND r.status <> 'gone'
+HAVING count(*) > 0
+
+-- badge_container --
+-- The status of the current containers of this name (the worst, when several agents have
+-- one), with their projects and target ids.
+SELECT dockping_worst_status(array_agg(r.status)) AS status,
+       array_agg(t.target_id) AS target_ids,
+       array_agg(DISTINCT c.compose_project) AS projects
+FROM containers c
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+JOIN targets t ON t.container_key = c.container_key
+WHERE lower(c.name) = lower(%(name)s) AND c.name = %(name)s AND r.status <> 'gone'
+HAVING count(*) > 0
+
+-- badge_target --
+-- One address's status and its container's project.
+SELECT a.status, c.compose_project
+FROM dockping_address_status a
+JOIN containers c USING (container_key)
+WHERE a.target_id = %(target_id)s
+
+-- group_uptime_hours --
+-- Probes and failures per target in the hour of %(now)s and the 23 before it, from the
+-- hourly rollup alone: the 24 h uptime of a whole project or service, where reading every
+-- address's minutes before the first whole hour would cost more than the rest together.
+SELECT h.target_id, sum(h.probes)::bigint AS probes, sum(h.failures)::bigint AS failures
+FROM latency_hour h
+WHERE h.target_id = ANY(%(target_ids)s::integer[])
+  AND h.bucket >= date_trunc('hour', %(now)s::timestamptz) - interval '23 hours'
+GROUP BY h.target_id
