@@ -5,6 +5,14 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# Behind a TLS-inspecting proxy, pip and uv must trust its CA as well: EXTRA_CA_CERT holds it
+# as PEM text (`--build-arg EXTRA_CA_CERT="$(cat proxy-ca.pem)"`; compose passes the shell's
+# EXTRA_CA_CERT). It is added to a bundle for this build stage only, never to the image run.
+ARG EXTRA_CA_CERT=
+RUN cat /etc/ssl/certs/ca-certificates.crt > /etc/ssl/build-ca.pem \
+ && printf '%s\n' "$EXTRA_CA_CERT" >> /etc/ssl/build-ca.pem
+ENV PIP_CERT=/etc/ssl/build-ca.pem \
+    SSL_CERT_FILE=/etc/ssl/build-ca.pem
 # uv from PyPI, the same tool (and lock) that `make test` installs with.
 ARG UV_VERSION=0.13.9
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
