@@ -346,6 +346,24 @@ def test_the_agents_have_a_healthcheck_and_the_local_one_can_be_kept_off(tmp_pat
     assert "local-agent" not in (ROOT / "Makefile").read_text(encoding="utf-8")
 
 
+def test_the_readme_says_what_the_stack_does() -> None:
+    """The README's table names every service that waits for migrate, and its `down -v` the demo."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    waiting = {
+        name
+        for name, service in services(STACK).items()
+        if "migrate" in (service.get("depends_on") or {})
+    }
+    row = next(line for line in readme.splitlines() if line.startswith("| `migrate` |"))
+    assert waiting == set(re.findall(r"`(\w+)`", row.split("start only after")[0])) - {"migrate"}
+    checked = {name for name, service in services(STACK).items() if "healthcheck" in service}
+    assert {"timescaledb", "ingest", "query", "notify", "agent"} == checked
+    downs = [line for line in readme.splitlines() if "down -v" in line]
+    assert downs
+    for line in downs:
+        assert "--profile demo down -v" in line, line
+
+
 def healthcheck(service: str, port: int) -> int:
     """Run a compose healthcheck here, aimed at a port, with this Python; return its exit code."""
     test = services(STACK)[service]["healthcheck"]["test"]
