@@ -22,9 +22,11 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON=/usr/local/bin/python3 \
     UV_PROJECT_ENVIRONMENT=/opt/dockping
 WORKDIR /src
-# Dependencies first, in a layer of their own, so that a code change does not reinstall them.
-COPY pyproject.toml uv.lock README.md ./
+# Dependencies first, in a layer of their own, so that a code change does not reinstall them
+# (nor an edit of the README, which only the project's own wheel needs).
+COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-editable --no-install-project
+COPY README.md ./
 COPY dockping ./dockping
 COPY agent ./agent
 COPY ingest ./ingest

@@ -254,6 +254,15 @@ def test_the_demo_targets_are_up_and_refused_within_a_minute(stack: Stack) -> No
     assert (down["port"], down["error"]) == (81, "refused")
     assert stack.get("ingest", "/healthz").status_code == 200
     assert stack.get("query", "/healthz").status_code == 200
+    # migrate chose the backend by what the server has: TimescaleDB where the stand-in carries it.
+    done = [
+        line
+        for line in stack.compose("logs", "--no-color", "migrate").splitlines()
+        if "migrate.done" in line
+    ]
+    backend = "timescaledb" if stack_images.has_timescaledb() else "postgres"
+    assert len(done) == 1
+    assert f'"backend": "{backend}"' in done[0]
 
 
 def test_the_agent_is_healthy_when_it_reaches_docker_and_ingest(stack: Stack) -> None:
