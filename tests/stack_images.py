@@ -233,15 +233,20 @@ def _build_debian(wanted: str) -> None:
         )
     with tempfile.TemporaryDirectory(prefix="dockping-debootstrap-", dir="/var/tmp") as tmp:
         root = Path(tmp) / "root"
-        subprocess.run(
+        done = subprocess.run(
             ["debootstrap", *_DEBOOTSTRAP, str(root), MIRROR],
             capture_output=True,
             timeout=1200,
-            check=True,
+            check=False,
         )
-        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for path in (root / cache).glob("*.deb" if "archives" in cache else "*_*"):
-                path.unlink()
+        if done.returncode != 0:
+            raise RuntimeError(f"debootstrap: {done.stdout.decode(errors='replace')[-2000:]}")
+        # The downloaded packages and lists are no part of an image (nor of the official ones).
+        for leftover in [
+            *(root / "var/cache/apt/archives").glob("*.deb"),
+            *(root / "var/lib/apt/lists").glob("*_*"),
+        ]:
+            leftover.unlink()
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run(
             [
@@ -264,6 +269,7 @@ def _build_debian(wanted: str) -> None:
 
 
 def _build(recipe: Recipe, wanted: str) -> None:
+    """docker build a recipe from a context made in memory, labelled with its hash."""
     context = io.BytesIO()
     dockerfile = recipe.dockerfile + f"LABEL {RECIPE_LABEL}={wanted}\n"
     with tarfile.open(fileobj=context, mode="w") as tar:
