@@ -117,16 +117,23 @@ class Agent:
 
     async def _health(self) -> None:
         # For the container's healthcheck (`dockping agent --check`), which cannot ask the process.
+        # A file that cannot be written makes the check fail; it must not stop the probes.
+        failed = False
         while True:
-            health.write(
-                self.settings.data_path,
-                health.Health(
-                    time=time.time(),
-                    docker_ok=self.discovery.docker_ok,
-                    ingest_ok=self.shipper.ingest_ok,
-                    spool_bytes=self.shipper.spool.size(),
-                ),
+            state = health.Health(
+                time=time.time(),
+                docker_ok=self.discovery.docker_ok,
+                ingest_ok=self.shipper.ingest_ok,
+                spool_bytes=self.shipper.spool.size(),
             )
+            try:
+                health.write(self.settings.data_path, state)
+            except OSError as exc:
+                if not failed:
+                    log.warning("health.unwritable", error=str(exc))
+                failed = True
+            else:
+                failed = False
             await anyio.sleep(health.EVERY)
 
     async def run(self) -> None:

@@ -108,3 +108,23 @@ def test_a_running_agent_that_reaches_docker_and_ingest_is_healthy(
         if agent is not None:
             agent.stop()
         ingest.stop()
+
+
+def test_an_unwritable_health_file_leaves_the_agent_running(tmp_path: Path) -> None:
+    """Where the health file cannot be written, the agent says so once and keeps running."""
+    (tmp_path / health.FILE_NAME).mkdir(parents=True)
+    env = service_env(
+        tmp_path,
+        DOCKPING_AGENT__DOCKER_URL=f"tcp://127.0.0.1:{free_port()}",
+        DOCKPING_AGENT__INGEST_URL=f"http://127.0.0.1:{free_port()}",
+        DOCKPING_INGEST__TOKEN="t",
+    )
+    agent = Process(["agent"], env, tmp_path / "agent.log")
+    try:
+        wait_for(lambda: "health.unwritable" in agent.output(), 30, "health.unwritable logged")
+        time.sleep(health.EVERY + 1)
+        assert agent.process.poll() is None
+    finally:
+        agent.stop()
+    assert agent.output().count("health.unwritable") == 1
+    assert "Traceback" not in agent.output()
