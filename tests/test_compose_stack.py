@@ -10,6 +10,7 @@ for the next run; everything else the test makes is removed.
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 import shutil
 import subprocess
@@ -181,6 +182,8 @@ def stack(docker_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "DOCKPING_IMAGE": "dockping-test-stack:local",
         "EXTRA_CA_CERT": extra_ca_certs(),
         "DOCKER_BUILDKIT": "0",
+        # The engine the other Docker tests use, where one is named.
+        **{name: os.environ[name] for name in ("DOCKER_HOST",) if name in os.environ},
     }
     # cp .env.example .env, then set the secrets (and, here, ports and an agent id of its own).
     values = env_file(STACK_ENV)
