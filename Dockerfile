@@ -5,6 +5,14 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# Behind a TLS-inspecting proxy, pip and uv must trust its CA as well: EXTRA_CA_CERT holds it
+# as PEM text (`--build-arg EXTRA_CA_CERT="$(cat proxy-ca.pem)"`; compose passes the shell's
+# EXTRA_CA_CERT). It is added to a bundle for this build stage only, never to the image run.
+ARG EXTRA_CA_CERT=
+RUN cat /etc/ssl/certs/ca-certificates.crt > /etc/ssl/build-ca.pem \
+ && printf '%s\n' "$EXTRA_CA_CERT" >> /etc/ssl/build-ca.pem
+ENV PIP_CERT=/etc/ssl/build-ca.pem \
+    SSL_CERT_FILE=/etc/ssl/build-ca.pem
 # uv from PyPI, the same tool (and lock) that `make test` installs with.
 ARG UV_VERSION=0.13.9
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
@@ -14,9 +22,11 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON=/usr/local/bin/python3 \
     UV_PROJECT_ENVIRONMENT=/opt/dockping
 WORKDIR /src
-# Dependencies first, in a layer of their own, so that a code change does not reinstall them.
-COPY pyproject.toml uv.lock README.md ./
+# Dependencies first, in a layer of their own, so that a code change does not reinstall them
+# (nor an edit of the README, which only the project's own wheel needs).
+COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-editable --no-install-project
+COPY README.md ./
 COPY dockping ./dockping
 COPY agent ./agent
 COPY ingest ./ingest

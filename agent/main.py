@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 
+from agent import health
 from agent.discovery import Discovery
 from agent.identity_log import IdentityLog
 from agent.probes import icmp_available
@@ -148,6 +149,27 @@ class Agent:
             self.shipper.add(self.heartbeat(), urgent=True)
             await anyio.sleep(self.settings.agent.resync_interval)
 
+    async def _health(self) -> None:
+        # For the container's healthcheck (`dockping agent --check`), which cannot ask the process.
+        # A file that cannot be written makes the check fail; it must not stop the probes.
+        failed = False
+        while True:
+            state = health.Health(
+                time=time.time(),
+                docker_ok=self.discovery.docker_ok,
+                ingest_ok=self.shipper.ingest_ok,
+                spool_bytes=self.shipper.spool.size(),
+            )
+            try:
+                health.write(self.settings.data_path, state)
+            except OSError as exc:
+                if not failed:
+                    log.warning("health.unwritable", error=str(exc))
+                failed = True
+            else:
+                failed = False
+            await anyio.sleep(health.EVERY)
+
     async def run(self) -> None:
         """Run until SIGTERM or SIGINT, then flush within the shutdown deadline."""
         log.info(
@@ -169,6 +191,7 @@ class Agent:
                 group.start_soon(self.scheduler.run)
                 group.start_soon(self.shipper.run)
                 group.start_soon(self._heartbeats)
+                group.start_soon(self._health)
                 async for signum in signals:
                     log.info("agent.stopping", signal=signal.Signals(signum).name)
                     group.cancel_scope.cancel()

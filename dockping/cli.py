@@ -27,7 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dockping {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("up", help="everything in one go: database, ingest, query, agent")
-    commands.add_parser("agent", help="discover containers, probe them, ship the results")
+    agent = commands.add_parser("agent", help="discover containers, probe them, ship the results")
+    agent.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 when the running agent reaches Docker and ingest (a healthcheck), else 1",
+    )
     commands.add_parser("ingest", help="serve POST /api/v1/events")
     commands.add_parser("query", help="serve /addresses, /api/v1 and /metrics")
     commands.add_parser("notify", help="send notifications of status changes; serve silences")
@@ -65,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log, args.command)
     from dockping import services
 
+    if args.command == "agent" and args.check:
+        from agent import health
+
+        trouble = health.problem(settings.data_path)
+        if trouble is not None:
+            print(f"dockping agent: unhealthy: {trouble}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "settings":
         print(
             settings_table()

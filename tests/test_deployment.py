@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import socket
 import socketserver
 import subprocess
@@ -33,46 +32,30 @@ from db.migrate import latest_version, migrate
 from dockping.cli import main
 from dockping.settings import Settings, describe_all, load
 from ingest.app import create_app
+from tests.compose_support import (
+    AGENT_ENV,
+    NO_LOCAL_AGENT,
+    ROOT,
+    SOCKET_PROXY,
+    STACK,
+    STACK_ENV,
+    compose_tool,
+    env_file,
+    services,
+    write_env_file,
+)
 from tests.conftest import drop_database, fresh_database
 from tests.docker_support import Containers, unavailable
 from tests.events import batch, probe
 from tests.services import Process, free_port, service_env, wait_for
 
-ROOT = Path(__file__).parent.parent
-STACK = ROOT / "docker-compose.yml"
-STACK_ENV = ROOT / ".env.example"
-AGENT_ENV = ROOT / "deploy" / "agent.env.example"
 # Every compose file with the example env file it is used with.
 COMPOSE_FILES = {
     STACK: STACK_ENV,
     ROOT / "deploy" / "agent.yml": AGENT_ENV,
-    ROOT / "deploy" / "agent-socket-proxy.yml": AGENT_ENV,
+    SOCKET_PROXY: AGENT_ENV,
 }
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
-
-
-def compose_tool() -> list[str]:
-    """The compose plugin, or Debian's docker-compose; skips (or fails) where neither is."""
-    if shutil.which("docker"):
-        plugin = subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, check=False, timeout=30
-        )
-        if plugin.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    unavailable("no compose tool (the docker compose plugin or Debian's docker-compose)")
-    raise AssertionError("unreachable")
-
-
-def env_file(path: Path) -> dict[str, str]:
-    """The variables of an env file, as compose reads the simple ones the examples hold."""
-    found: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            found[name.strip()] = value.strip().strip("'\"")
-    return found
 
 
 def interpolate(value: str, variables: dict[str, str]) -> str:
@@ -88,12 +71,6 @@ def interpolate(value: str, variables: dict[str, str]) -> str:
         return given
 
     return _VARIABLE.sub(one, value)
-
-
-def services(path: Path) -> dict[str, dict[str, Any]]:
-    """The services of a compose file, as YAML (anchors and merge keys resolved)."""
-    found: dict[str, dict[str, Any]] = yaml.safe_load(path.read_text(encoding="utf-8"))["services"]
-    return found
 
 
 def environment(service: dict[str, Any], variables: dict[str, str]) -> dict[str, str]:
@@ -129,18 +106,47 @@ def sync_flags(text: str, marker: str) -> list[set[str]]:
     return found
 
 
-def test_the_compose_files_validate_with_their_example_env_files() -> None:
-    """`docker compose config` accepts every compose file with the example env file beside it."""
+def required_variables(path: Path) -> list[str]:
+    """The variables a compose file cannot do without (`${NAME:?message}`), in order."""
+    names = []
+    for match in _VARIABLE.finditer(path.read_text(encoding="utf-8")):
+        if match.group("op") in (":?", "?") and match.group("name") not in names:
+            names.append(match.group("name"))
+    return names
+
+
+def edited(example: Path, compose_file: Path, tmp_path: Path, leave: str = "") -> Path:
+    """The example env file as the README says to edit it: every secret it leaves empty set
+    (but `leave`)."""
+    values = env_file(example)
+    for name in required_variables(compose_file):
+        if not values.get(name) and name != leave:
+            values[name] = f"{name.lower()}0123456789abcdef"
+    path = tmp_path / f"{example.name}.{compose_file.stem}.{leave or 'all'}"
+    write_env_file(path, values)
+    return path
+
+
+def compose_config(
+    tool: list[str], *args: str, listing: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """`compose ARGS config LISTING` in the checkout, its output and error kept."""
+    return subprocess.run(
+        [*tool, *args, "config", *listing],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_compose_files_validate_with_their_edited_example_env_files(tmp_path: Path) -> None:
+    """`docker compose config` accepts every compose file with its example env file, secrets set."""
     tool = compose_tool()
     for path, example in COMPOSE_FILES.items():
-        done = subprocess.run(
-            [*tool, "-f", str(path), "--env-file", str(example), "--profile", "demo", "config"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=120,
-            check=False,
-        )
+        env = edited(example, path, tmp_path)
+        done = compose_config(tool, "-f", str(path), "--env-file", str(env), "--profile", "demo")
         assert done.returncode == 0, f"{path.name}: {done.stderr}"
         rendered = yaml.safe_load(done.stdout)
         assert set(services(path)) == set(rendered["services"])
@@ -154,6 +160,24 @@ def test_the_compose_files_validate_with_their_example_env_files() -> None:
         "demo-up",
         "demo-down",
     } == set(services(STACK))
+
+
+def test_an_unedited_example_env_file_is_refused_naming_each_secret(tmp_path: Path) -> None:
+    """A copy of an example env file with a secret not set is refused, naming that secret."""
+    tool = compose_tool()
+    refused = set()
+    for path, example in COMPOSE_FILES.items():
+        done = compose_config(tool, "-f", str(path), "--env-file", str(example))
+        assert done.returncode != 0, f"{path.name} starts with {example.name} as it is"
+        for name in required_variables(path):
+            if env_file(example).get(name):
+                continue  # not a secret: the example's value is a working one ({} agent tokens)
+            env = edited(example, path, tmp_path, leave=name)
+            done = compose_config(tool, "-f", str(path), "--env-file", str(env))
+            assert done.returncode != 0, f"{path.name} starts without {name}"
+            assert name in done.stderr, done.stderr
+            refused.add(name)
+    assert {"POSTGRES_PASSWORD", "INGEST_TOKEN", "AGENT_TOKEN"} <= refused
 
 
 def test_the_stack_refuses_to_run_without_the_secrets(tmp_path: Path) -> None:
@@ -224,13 +248,13 @@ def test_every_compose_command_is_a_dockping_subcommand(capsys: pytest.CaptureFi
     assert {"migrate", "ingest", "query", "notify", "agent"} <= used
 
 
-def test_every_variable_in_the_compose_files_is_a_real_setting() -> None:
+def test_every_variable_in_the_compose_files_is_a_real_setting(tmp_path: Path) -> None:
     """Each DOCKPING_* name in the Dockerfile and compose files is a setting, and its value loads."""
     known = {env for _, env, _, _ in describe_all()}
     image = dockerfile_env()
     assert image["DOCKPING_LOG__FORMAT"] == "json"
     for path, example in COMPOSE_FILES.items():
-        variables = env_file(example)
+        variables = env_file(edited(example, path, tmp_path))
         for name, service in services(path).items():
             if "build" not in service:
                 continue
@@ -248,22 +272,96 @@ def test_the_stack_has_the_shape_the_readme_describes() -> None:
     assert database["volumes"][0].split(":")[0] in yaml.safe_load(STACK.read_text())["volumes"]
     assert "healthcheck" in database
     assert stack["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
-    for name, port in (("ingest", 8080), ("query", 8081)):
+    # notify too: a healthcheck, and it waits for migrate (its silences API on loopback only).
+    for name, port, published in (
+        ("ingest", 8080, "8080:8080"),
+        ("query", 8081, "8081:8081"),
+        ("notify", 8082, "127.0.0.1:8082:8082"),
+    ):
         service = stack[name]
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-        assert f"{port}:{port}" in service["ports"]
+        assert [published] == [interpolate(spec, {}) for spec in service["ports"]]
+        moved = {f"{name.upper()}_PORT": "18000"}
+        assert [published.replace(f"{port}:", "18000:", 1)] == [
+            interpolate(spec, moved) for spec in service["ports"]
+        ]
         assert service["environment"][f"DOCKPING_{name.upper()}__HOST"] == "0.0.0.0"
         assert f"127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
         assert "user" not in service  # the image's own non-root user
     agent = stack["agent"]
     assert agent["network_mode"] == "host"
     assert "/var/run/docker.sock:/var/run/docker.sock:ro" in agent["volumes"]
+    # The agent sends to the port ingest is published on, wherever INGEST_PORT moves it.
+    url = agent["environment"]["DOCKPING_AGENT__INGEST_URL"]
+    assert interpolate(url, {"INGEST_PORT": "18000"}) == "http://127.0.0.1:18000"
     for demo in ("demo-up", "demo-down"):
         assert stack[demo]["profiles"] == ["demo"]
     assert "--profile demo up" in (ROOT / "Makefile").read_text(encoding="utf-8")
     proxy = services(ROOT / "deploy" / "agent-socket-proxy.yml")["docker-socket-proxy"]
     allowed = {key for key, value in proxy["environment"].items() if value == "1"}
     assert {"CONTAINERS", "EVENTS", "NETWORKS", "INFO"} == allowed
+
+
+def test_every_service_built_from_the_dockerfile_runs_one_image_name() -> None:
+    """Each service built here names the same image (one tag, not one per service)."""
+    names = set()
+    for path in COMPOSE_FILES:
+        for name, service in services(path).items():
+            if "build" in service:
+                assert "image" in service, f"{path.name}: {name} has no image name"
+                names.add(interpolate(service["image"], {}))
+    assert {"dockping:local"} == names
+
+
+def test_the_build_takes_an_extra_ca_for_a_tls_inspecting_proxy() -> None:
+    """Every build passes EXTRA_CA_CERT, and the Dockerfile trusts it before pip and uv run."""
+    for path in COMPOSE_FILES:
+        for name, service in services(path).items():
+            if "build" in service:
+                assert service["build"]["args"] == {"EXTRA_CA_CERT": "${EXTRA_CA_CERT:-}"}, name
+    build_stage = (ROOT / "Dockerfile").read_text(encoding="utf-8").split("\nFROM ")[1]
+    assert build_stage.index("ARG EXTRA_CA_CERT") < build_stage.index('"$EXTRA_CA_CERT"')
+    assert build_stage.index('"$EXTRA_CA_CERT"') < build_stage.index("pip install")
+    for variable in ("PIP_CERT", "SSL_CERT_FILE"):
+        assert f"{variable}=/etc/ssl/build-ca.pem" in build_stage
+
+
+def test_the_agents_have_a_healthcheck_and_the_local_one_can_be_kept_off(tmp_path: Path) -> None:
+    """Every agent is checked by `dockping agent --check`; deploy/no-local-agent.yml leaves it out."""
+    for path in COMPOSE_FILES:
+        agent = services(path)["agent"]
+        assert agent["healthcheck"]["test"] == ["CMD", "dockping", "agent", "--check"]
+    tool = compose_tool()
+    env = edited(STACK_ENV, STACK, tmp_path)
+    rendered = {}
+    for files in ([STACK], [STACK, NO_LOCAL_AGENT]):
+        flags = [arg for path in files for arg in ("-f", str(path))]
+        done = compose_config(tool, *flags, "--env-file", str(env), "--profile", "demo")
+        assert done.returncode == 0, done.stderr
+        rendered[len(files)] = yaml.safe_load(done.stdout)["services"]
+    assert "profiles" not in rendered[1]["agent"]
+    # Compose v2 leaves a service of a profile not enabled out of `config`; v1 shows it, marked.
+    assert rendered[2].get("agent", {"profiles": ["local-agent"]})["profiles"] == ["local-agent"]
+    assert set(rendered[1]) - {"agent"} == set(rendered[2]) - {"agent"}
+    assert "local-agent" not in (ROOT / "Makefile").read_text(encoding="utf-8")
+
+
+def test_the_readme_says_what_the_stack_does() -> None:
+    """The README's table names every service that waits for migrate, and its `down -v` the demo."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    waiting = {
+        name
+        for name, service in services(STACK).items()
+        if "migrate" in (service.get("depends_on") or {})
+    }
+    row = next(line for line in readme.splitlines() if line.startswith("| `migrate` |"))
+    assert waiting == set(re.findall(r"`(\w+)`", row.split("start only after")[0])) - {"migrate"}
+    checked = {name for name, service in services(STACK).items() if "healthcheck" in service}
+    assert {"timescaledb", "ingest", "query", "notify", "agent"} == checked
+    downs = [line for line in readme.splitlines() if "down -v" in line]
+    assert downs
+    for line in downs:
+        assert "--profile demo down -v" in line, line
 
 
 def healthcheck(service: str, port: int) -> int:
@@ -301,6 +399,30 @@ def test_the_healthchecks_pass_on_live_services_and_fail_on_dead_ones(
             process.stop()
     for process in running:
         assert "Traceback" not in process.output()
+
+
+def test_healthz_answers_503_in_time_when_the_database_does_not_answer(tmp_path: Path) -> None:
+    """A database that takes connections and never answers makes /healthz a 503 within the 5 s
+    the healthchecks wait, not a timeout; the compose healthcheck fails on it."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"postgresql://postgres:x@127.0.0.1:{silent.getsockname()[1]}/dockping"
+        env = service_env(tmp_path / "data", DOCKPING_DATABASE__URL=url)
+        port = int(env["DOCKPING_QUERY__PORT"])
+        query = Process(["query"], env, tmp_path / "query.log")
+        try:
+            answer = wait_for(
+                lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5),
+                60,
+                "query /healthz to answer",
+            )
+            assert answer.status_code == 503
+            assert "database" in answer.json()["detail"]
+            assert healthcheck("query", port) != 0
+        finally:
+            query.stop()
+    assert "Traceback" not in query.output()
 
 
 @pytest.mark.parametrize("command", ["migrate", "ingest", "query", "notify"])
