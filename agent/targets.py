@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.untrusted import fit, fit_labels, fit_name
 from dockping.settings import Duration
 
 ENABLE_LABEL = "dockping.enable"
@@ -107,7 +108,7 @@ def _networks(inspect: dict[str, Any]) -> dict[str, tuple[str, ...]]:
                     ips.append(str(ipaddress.ip_address(value)))
                 except ValueError:
                     continue
-        found[str(name)] = tuple(ips)
+        found[fit(name)] = tuple(ips)
     return found
 
 
@@ -115,9 +116,10 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
     """Read a container and its targets from an inspect payload; never raises on odd input."""
     config = _dict(inspect.get("Config"))
     state = _dict(inspect.get("State"))
-    labels = {str(k): str(v) for k, v in _dict(config.get("Labels")).items()}
-    container_id = str(inspect.get("Id") or "")
-    name = str(inspect.get("Name") or "").lstrip("/")
+    # Every text a container chose is made to fit the contract here, before any event has it.
+    labels = fit_labels(config.get("Labels"))
+    container_id = fit_name(inspect.get("Id") or "")
+    name = fit(str(inspect.get("Name") or "").lstrip("/"))
     running = bool(state.get("Running"))
     paused = bool(state.get("Paused"))
     networks = _networks(inspect)
@@ -164,7 +166,7 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
     return Container(
         id=container_id,
         name=name,
-        image=str(config.get("Image") or ""),
+        image=fit(config.get("Image") or ""),
         running=running,
         paused=paused,
         compose_project=labels.get(COMPOSE_PROJECT, ""),
