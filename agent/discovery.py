@@ -24,7 +24,9 @@ from agent.docker_api import DockerUnavailable, NotFound
 from agent.targets import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
+    DEFAULT_LIMITS,
     Container,
+    Limits,
     container_of,
     disabled,
 )
@@ -185,8 +187,10 @@ class Discovery:
         on_container: OnContainer,
         on_lifecycle: OnLifecycle,
         call_timeout: float = docker_api.CALL_TIMEOUT,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.docker_url = docker_url
+        self.limits = limits
         self.resync_interval = resync_interval
         self.icmp = icmp
         self.on_container = on_container
@@ -315,7 +319,7 @@ class Discovery:
         except NotFound:
             self._forget(container_id)
             return None
-        container = container_of(inspect, self.icmp)
+        container = container_of(inspect, self.icmp, self.limits)
         self._keep(container)
         return container
 
@@ -356,7 +360,7 @@ class Discovery:
                 except NotFound:
                     continue  # removed between the list and the inspect
                 self._fingerprints[container_id] = fingerprint
-                container = container_of(inspect, self.icmp)
+                container = container_of(inspect, self.icmp, self.limits)
                 previous = self.containers.get(container_id)
                 if previous is None and container.running:
                     added += 1

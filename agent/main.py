@@ -17,7 +17,7 @@ from agent.probes import icmp_available
 from agent.probing import ProbeResult
 from agent.scheduler import Scheduler
 from agent.shipper import Shipper
-from agent.targets import Container, Target
+from agent.targets import Container, Limits, Target
 from dockping import __version__, logs, tokens
 from dockping.contract import ContainerEvent, HeartbeatEvent, ProbeEvent
 from dockping.settings import Settings
@@ -52,15 +52,21 @@ class Agent:
             self.icmp,
             self._on_container,
             self._on_lifecycle,
+            limits=Limits.of(config),
         )
         self._last_ok: dict[tuple[str, str, int | None, str], bool] = {}
+        self._limited: dict[str, str] = {}  # what was said of each container's limits, once
 
     def _on_container(self, container_id: str, container: Container | None) -> None:
         if container is None:
+            self._limited.pop(container_id, None)
             self.scheduler.remove(container_id)
             for key in [k for k in self._last_ok if k[0] == container_id]:
                 del self._last_ok[key]
         else:
+            if container.limited and container.limited != self._limited.get(container_id):
+                log.warning("container.limited", container=container.name, reason=container.limited)
+            self._limited[container_id] = container.limited
             self.scheduler.replace(container_id, container.targets)
 
     def _on_lifecycle(self, event: ContainerEvent) -> None:

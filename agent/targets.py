@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.untrusted import fit, fit_labels, fit_name
-from dockping.settings import Duration
+from dockping.settings import AgentSettings, Duration, format_duration
 
 ENABLE_LABEL = "dockping.enable"
 PORTS_LABEL = "dockping.ports"
@@ -51,6 +51,27 @@ class Container:
     targets: tuple[Target, ...]
     note: str = ""
     """Why the container has no targets, when it has none."""
+    limited: str = ""
+    """What the agent's limits changed of what the labels ask (interval floor, target cap)."""
+
+
+_DEFAULTS = AgentSettings()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a container may ask for: the shortest interval, the most targets."""
+
+    min_interval: float = _DEFAULTS.min_interval
+    max_targets: int = _DEFAULTS.max_targets_per_container
+
+    @classmethod
+    def of(cls, settings: AgentSettings) -> Limits:
+        """The limits of these settings."""
+        return cls(settings.min_interval, settings.max_targets_per_container)
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def disabled(labels: dict[str, str]) -> bool:
@@ -112,8 +133,14 @@ def _networks(inspect: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Container:
-    """Read a container and its targets from an inspect payload; never raises on odd input."""
+def container_of(
+    inspect: dict[str, Any], icmp_available: bool = False, limits: Limits = DEFAULT_LIMITS
+) -> Container:
+    """Read a container and its targets from an inspect payload; never raises on odd input.
+
+    A container chooses its labels: an interval under limits.min_interval is raised to it,
+    and targets past limits.max_targets are left out; `limited` says so.
+    """
     config = _dict(inspect.get("Config"))
     state = _dict(inspect.get("State"))
     # Every text a container chose is made to fit the contract here, before any event has it.
@@ -141,6 +168,13 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
         except ValueError as exc:
             note = f"{INTERVAL_LABEL}: {exc}"
             interval = None
+    limited: list[str] = []
+    if interval is not None and interval < limits.min_interval:
+        limited.append(
+            f"{INTERVAL_LABEL}: {labels[INTERVAL_LABEL][:64]!r} is shorter than agent.min_interval;"
+            f" probed every {format_duration(limits.min_interval)}"
+        )
+        interval = limits.min_interval
     targets: list[Target] = []
     host_mode = str(_dict(inspect.get("HostConfig")).get("NetworkMode") or "") == "host"
     if disabled(labels):
@@ -163,6 +197,12 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
                     targets.append(Target(container_id, ip, None, "icmp", network, name, interval))
         if not ports and not icmp_available:
             note = "exposes no TCP port, and this system allows no unprivileged ICMP echo"
+        if len(targets) > limits.max_targets:
+            limited.append(
+                f"{len(targets)} targets, more than agent.max_targets_per_container: only the"
+                f" first {limits.max_targets} (by network, address and port) are probed"
+            )
+            del targets[limits.max_targets :]
     return Container(
         id=container_id,
         name=name,
@@ -176,4 +216,5 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
         ports=ports,
         targets=tuple(targets),
         note=note,
+        limited="; ".join(limited),
     )

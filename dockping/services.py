@@ -22,10 +22,11 @@ from db.embedded import EmbeddedError, EmbeddedPostgres
 from db.migrate import migrate
 from db.rebuild import rebuild
 from dockping import logs
-from dockping.settings import Settings
+from dockping.settings import Settings, SettingsError
 
 log = logs.get("dockping")
 EXIT_FAILED = 1
+EXIT_BAD_SETTINGS = 2
 
 
 @contextmanager
@@ -60,7 +61,7 @@ def _refuse_newer_schema(url: str) -> None:
         log.warning("database.unavailable", error="not reachable at start; retrying as needed")
 
 
-def _serve(app: object, host: str, port: int, loop: str = "asyncio") -> None:
+def _serve(app: object, host: str, port: int, proxies: list[str], loop: str = "asyncio") -> None:
     # Each idle client holds a descriptor and uvicorn has no request-head timeout: with the
     # usual soft limit (1024) a thousand idle connections would lock everyone else out.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -79,6 +80,10 @@ def _serve(app: object, host: str, port: int, loop: str = "asyncio") -> None:
         timeout_keep_alive=30,
         timeout_graceful_shutdown=10,
         server_header=False,
+        # X-Forwarded-For only from the proxies named in settings: uvicorn would otherwise
+        # believe it from loopback, and a forged one would dodge (or aim) the failure limiter.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=list(proxies) or None,
         # A request head that arrives in pieces is refused past 16 KiB, not buffered on.
         h11_max_incomplete_event_size=16 * 1024,
         # No limit_concurrency: uvicorn counts idle connections in it, so a bound below the
@@ -111,23 +116,28 @@ def run(command: str, settings: Settings, settings_path: Path | None) -> int:
                 from ingest.app import create_app as ingest_app
 
                 _refuse_newer_schema(url)
-                _serve(
-                    ingest_app(settings, url), settings.ingest.host, settings.ingest.port, "uvloop"
-                )
+                ingest = settings.ingest
+                app = ingest_app(settings, url)
+                _serve(app, ingest.host, ingest.port, ingest.trusted_proxies, "uvloop")
             elif command == "query":
                 from query.app import create_app as query_app
 
                 _refuse_newer_schema(url)
-                _serve(query_app(settings, url), settings.query.host, settings.query.port)
+                query = settings.query
+                _serve(query_app(settings, url), query.host, query.port, query.trusted_proxies)
             elif command == "notify":
                 from notify.api import create_app as notify_app
 
                 _refuse_newer_schema(url)
-                _serve(notify_app(settings, url), settings.notify.host, settings.notify.port)
+                notify = settings.notify
+                _serve(notify_app(settings, url), notify.host, notify.port, notify.trusted_proxies)
         return 0
     except (DatabaseUnavailable, SchemaError, EmbeddedError) as exc:
         log.error(f"{command}.failed", error=str(exc))
         return EXIT_FAILED
+    except SettingsError as exc:
+        print(f"dockping: bad settings: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
 
 
 def up(settings: Settings, settings_path: Path | None) -> int:

@@ -6,14 +6,17 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from db.connector import DatabaseDeadline
 from dockping import __version__
 from dockping.settings import Settings
 from dockping.web import EXCEPTION_HANDLERS, healthz, pool_lifespan
+from ingest.ratelimit import FailureLimiter
 from query import api, auth, display, pages
 from query.addresses import UptimeCache
 from query.headers import security_headers
@@ -60,6 +63,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates())),
         before_request=auth.guard(settings.query.token),
         before_send=[security_headers],
+        middleware=[DefineMiddleware(DatabaseDeadline, seconds=settings.database.request_timeout)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="dockping query",
@@ -72,5 +76,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
     app.state.settings = settings
     app.state.read_token = settings.query.token
+    app.state.sessions = auth.Sessions(settings.query.token, settings.query.session_lifetime)
+    app.state.failures = FailureLimiter()
     app.state.uptime_cache = UptimeCache()
     return app
