@@ -267,9 +267,10 @@ def _describe(message: str) -> DecodeError:
     match = _AT.match(message)
     text, path = (match.group("text"), match.group("path")) if match else (message, None)
     named = _FIELD_FIRST.match(text)
-    if named and path is not None:
-        # __post_init__ errors say "ip: ..."; point the path at that field.
-        return DecodeError(text, f"{path}.{named.group('field')}")
+    if named:
+        # __post_init__ errors say "ip: ..."; point the path at that field (the batch's own
+        # come without a path).
+        return DecodeError(text, f"{path or '$'}.{named.group('field')}")
     unknown_tag = re.match(r"^Invalid value '(.*)'$", text)
     if unknown_tag and path is not None and path.endswith(".type"):
         return DecodeError(f"unknown event type {unknown_tag.group(1)!r}", path)

@@ -74,6 +74,8 @@ class DatabaseSettings(_Section, frozen=True):
 
     url: str = ""
     """Empty: the embedded PostgreSQL under data_dir/pg."""
+    backend: Literal["auto", "postgres", "timescaledb"] = "auto"
+    """At the first migration: auto (TimescaleDB where it can be had), postgres or timescaledb."""
     pool_size: int = 8
     """Connections per service process."""
     retention: Duration = Duration(30 * 86400)
@@ -343,8 +345,6 @@ def _check(settings: Settings) -> None:
         section, _, field = dotted.partition(".")
         if getattr(getattr(settings, section), field) <= 0:
             raise SettingsError(f"{dotted}: must be longer than zero")
-    if settings.agent.probe_interval < settings.agent.min_interval:
-        raise SettingsError("agent.probe_interval: must not be shorter than agent.min_interval")
     if settings.notify.token and settings.notify.token == settings.ingest.token:
         raise SettingsError("notify.token: must differ from ingest.token")
     if settings.database.partition_interval < 3600:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar
 from litestar.middleware import DefineMiddleware
@@ -41,6 +43,29 @@ def templates() -> Environment:
     return environment
 
 
+class RefuseNulPaths:
+    """ASGI middleware: a path with a NUL (%00) names no page and no file; 400, not a 500 from
+    the file system (static files), whatever the route."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Answer 400 to a path with NUL; pass anything else on."""
+        if scope["type"] == "http" and "\x00" in scope["path"]:
+            body = msgspec.json.encode(
+                {"error": "bad_request", "detail": "the path holds a NUL character (%00)"}
+            )
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings, database_url: str) -> Litestar:
     """The query app, for these settings and this database."""
 
@@ -63,7 +88,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates())),
         before_request=auth.guard(settings.query.token),
         before_send=[security_headers],
-        middleware=[DefineMiddleware(DatabaseDeadline, seconds=settings.database.request_timeout)],
+        middleware=[
+            RefuseNulPaths,
+            DefineMiddleware(DatabaseDeadline, seconds=settings.database.request_timeout),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="dockping query",
