@@ -25,8 +25,15 @@ from tests.docker_support import LABEL, Containers
 from tests.services import wait_for
 from tests.test_agent_shipping import Stack
 
-# Any character at all, lone surrogates and NUL included: what a JSON \\u escape can carry.
-ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=1500)
+# Any character at all, and often the ones that hurt: NUL, lone surrogates (a JSON \\ud800
+# escape decodes to one; Hypothesis makes none by itself) and 3-byte CJK, for length in bytes.
+ANY_TEXT = st.text(
+    st.one_of(
+        st.characters(codec=None, exclude_categories=()),
+        st.sampled_from(["\x00", "\ud800", "\udfff", "\u65e5"]),
+    ),
+    max_size=1500,
+)
 
 
 def inspect_of(name: str, image: str, labels: dict[str, str], **extra: Any) -> dict[str, Any]:
