@@ -44,17 +44,22 @@ def templates() -> Environment:
 
 
 class RefuseNulPaths:
-    """ASGI middleware: a path with a NUL (%00) names no page and no file; 400, not a 500 from
-    the file system (static files), whatever the route."""
+    """ASGI middleware: a static file's path with a NUL (%00) names no file; 400, not a 500
+    from the file system. (Other routes name the bad parameter themselves.)"""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Answer 400 to a path with NUL; pass anything else on."""
-        if scope["type"] == "http" and "\x00" in scope["path"]:
+        """Answer 400 to a static path with a NUL; pass anything else on."""
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/static/") and "\x00" in path:
             body = msgspec.json.encode(
-                {"error": "bad_request", "detail": "the path holds a NUL character (%00)"}
+                {
+                    "error": "bad_request",
+                    "detail": "the path holds a NUL character (%00)",
+                    "field": "path",
+                }
             )
             headers = [
                 (b"content-type", b"application/json"),
