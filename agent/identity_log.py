@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from agent.spool import FILE_MODE, is_full, private_dir
+from agent.spool import FILE_MODE, is_full
 from dockping import logs
 from dockping.contract import ContainerEvent, Event, HeartbeatEvent, ProbeEvent
 
@@ -53,7 +53,8 @@ class IdentityLog:
     """Appends identities to a file, each write whole and unbuffered."""
 
     def __init__(self, path: Path) -> None:
-        private_dir(path.parent)
+        # The file is private; its directory is the operator's choice, and stays as it is.
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self.lost = 0
         """Lines left out because the disk or quota was full."""
