@@ -22,13 +22,16 @@ import anyio
 from agent import docker_api
 from agent.docker_api import DockerUnavailable, NotFound
 from agent.targets import (
+    DEFAULT_LIMITS,
     Container,
+    Limits,
     container_of,
     disabled,
     docker_timestamp,
     project_of,
     service_of,
 )
+from agent.untrusted import fit, fit_labels, fit_name
 from dockping import logs
 from dockping.contract import ContainerAction, ContainerEvent
 from dockping.settings import HttpRule
@@ -74,16 +77,16 @@ def lifecycle_event(
     """A container event in the contract's terms."""
     return ContainerEvent(
         time=when,
-        container_id=container.id[:256],
+        container_id=fit_name(container.id),
         action=action,  # type: ignore[arg-type]
-        name=container.name[:1024],
-        image=container.image[:1024],
+        name=fit(container.name),
+        image=fit(container.image),
         exit_code=exit_code,
-        compose_project=container.compose_project[:1024],
-        compose_service=container.compose_service[:1024],
-        network=network[:1024] if network is not None else None,
-        health=health[:1024] if health is not None else None,
-        note=(container.note[:1024] or None) if not container.targets else None,
+        compose_project=fit(container.compose_project),
+        compose_service=fit(container.compose_service),
+        network=fit(network) if network is not None else None,
+        health=fit(health) if health is not None else None,
+        note=(fit(container.note) or None) if not container.targets else None,
         labels=_labels_for(action, container),
     )
 
@@ -104,9 +107,9 @@ def _labels_for(action: str, container: Container) -> dict[str, str]:
 
 def _from_attributes(container_id: str, attributes: dict[str, Any]) -> Container:
     """What a Docker event says of a container, for one we hold nothing about."""
-    labels = {str(k): str(v) for k, v in attributes.items()}
+    labels = fit_labels(attributes)
     return Container(
-        id=container_id,
+        id=fit_name(container_id),
         name=labels.get("name", ""),
         image=labels.get("image", ""),
         running=False,
@@ -192,8 +195,10 @@ class Discovery:
         call_timeout: float = docker_api.CALL_TIMEOUT,
         http_rules: Sequence[HttpRule] = (),
         on_inventory: OnInventory = lambda when, ids: None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.docker_url = docker_url
+        self.limits = limits
         self.resync_interval = resync_interval
         self.icmp = icmp
         self.on_container = on_container
@@ -327,7 +332,7 @@ class Discovery:
         except NotFound:
             self._forget(container_id)
             return None
-        container = container_of(inspect, self.icmp, self.http_rules)
+        container = container_of(inspect, self.icmp, self.http_rules, self.limits)
         self._keep(container)
         return container
 
@@ -376,7 +381,7 @@ class Discovery:
                 except NotFound:
                     continue  # removed between the list and the inspect
                 self._fingerprints[container_id] = fingerprint
-                container = container_of(inspect, self.icmp, self.http_rules)
+                container = container_of(inspect, self.icmp, self.http_rules, self.limits)
                 previous = self.containers.get(container_id)
                 if previous is None and container.running:
                     added += 1

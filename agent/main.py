@@ -18,7 +18,7 @@ from agent.probes import icmp_available
 from agent.probing import ProbeResult
 from agent.scheduler import Scheduler
 from agent.shipper import Shipper
-from agent.targets import Container, Target
+from agent.targets import Container, Limits, Target
 from agent.vantage import Vantages
 from dockping import __version__, logs, tokens
 from dockping.contract import ContainerEvent, HeartbeatEvent, InventoryEvent, ProbeEvent
@@ -62,19 +62,25 @@ class Agent:
             self._on_lifecycle,
             http_rules=config.http,
             on_inventory=self._on_inventory,
+            limits=Limits.of(config),
         )
         self._last_ok: dict[tuple[str, str, int | None, str], bool] = {}
         # Per container, the targets declared unprobed (vantage none) since it was last seen.
         self._unprobed: dict[str, set[tuple[str, str, int | None, str]]] = {}
+        self._limited: dict[str, str] = {}  # what was said of each container's limits, once
 
     def _on_container(self, container_id: str, container: Container | None) -> None:
         if container is None:
+            self._limited.pop(container_id, None)
             self.scheduler.remove(container_id)
             self.vantages.forget(container_id)
             self._unprobed.pop(container_id, None)
             for key in [k for k in self._last_ok if k[0] == container_id]:
                 del self._last_ok[key]
             return
+        if container.limited and container.limited != self._limited.get(container_id):
+            log.warning("container.limited", container=container.name, reason=container.limited)
+        self._limited[container_id] = container.limited
         placed = self.vantages.place(container)
         self.scheduler.replace(container_id, tuple(t for t in placed if t.vantage != "none"))
         declared = self._unprobed.setdefault(container_id, set())

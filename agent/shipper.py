@@ -8,6 +8,7 @@ Records are spliced into a request as the JSON they were spooled as, not re-enco
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -17,13 +18,14 @@ import httpx
 import msgspec
 
 from agent.identity_log import IdentityLog
-from agent.spool import Position, Spool
+from agent.spool import FILE_MODE, Position, Spool, is_full, private_dir
 from dockping import logs
 from dockping.contract import Event
 from dockping.settings import AgentSettings
 
 log = logs.get("dockping.agent.shipper")
 _events_decoder = msgspec.json.Decoder(list[Event])
+_raw_events_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 # One request carries several records, up to this many events or bytes.
 REQUEST_EVENTS = 5000
 REQUEST_BYTES = 4 * 1024 * 1024
@@ -63,6 +65,7 @@ class Shipper:
         self.rejected = 0
         """Events set aside because ingest refused them (4xx)."""
         self.ingest_ok = True
+        self._kept = 0
 
     @property
     def dropped(self) -> int:
@@ -140,8 +143,7 @@ class Shipper:
 
     def _body(self, records: list[bytes]) -> bytes:
         # Each record is a JSON array of events: splice their insides into one batch.
-        inner = b",".join(r[1:-1] for r in records if len(r) > 2)
-        return b'{"agent":' + self._agent_json + b',"events":[' + inner + b"]}"
+        return self._body_of([r[1:-1] for r in records if len(r) > 2])
 
     async def send_pending(self, client: httpx.AsyncClient) -> bool:
         """Send every spooled record in order; False when ingest could not take them now."""
@@ -181,15 +183,72 @@ class Shipper:
                 # Keep aside only the record ingest refuses, not the good ones sent with it.
                 isolate_until = last
                 continue
-            # Ingest refused the record for what it is: keep it aside and let the rest flow.
-            self._keep_aside(body, response)
-            self.rejected += events
+            # Ingest refused the record for what it is: keep aside only the events it refuses,
+            # found by halving the record, so that one bad event cannot take others with it.
+            refused = await self._split(client, records[0], response)
+            if refused is None:
+                return False
+            for event, answer in refused:
+                self._keep_aside(self._body_of([event]), answer)
+            self.rejected += len(refused)
             self.spool.ack(last)
 
+    async def _split(
+        self, client: httpx.AsyncClient, record: bytes, response: httpx.Response
+    ) -> list[tuple[bytes, httpx.Response]] | None:
+        """Send a refused record's events in halves until each refused one is alone; return
+        those with their answers, or None when ingest could not take the rest now."""
+        try:
+            events = [bytes(raw) for raw in _raw_events_decoder.decode(record)]
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return [(record[1:-1], response)]  # not a JSON array: kept aside whole
+        if len(events) == 1:
+            return [(events[0], response)]
+        refused: list[tuple[bytes, httpx.Response]] = []
+        # Depth first, the first half before the second: events go in the order spooled.
+        parts = [events[len(events) // 2 :], events[: len(events) // 2]]
+        while parts:
+            part = parts.pop()
+            try:
+                answer = await client.post("/api/v1/events", content=self._body_of(part))
+            except httpx.HTTPError as exc:
+                self._set_ok(False, f"{type(exc).__name__}: {exc}")
+                return None
+            status = answer.status_code
+            if status == 202:
+                self.sent += len(part)
+            elif status in _RETRY or status >= 500 or status < 400:
+                self._set_ok(False, f"HTTP {status}: {answer.text[:200]}")
+                return None
+            elif len(part) == 1:
+                refused.append((part[0], answer))
+            else:
+                parts += [part[len(part) // 2 :], part[: len(part) // 2]]
+        return refused
+
+    def _body_of(self, events: list[bytes]) -> bytes:
+        """A batch of events, each the JSON it was spooled as."""
+        return b'{"agent":' + self._agent_json + b',"events":[' + b",".join(events) + b"]}"
+
     def _keep_aside(self, body: bytes, response: httpx.Response) -> None:
-        self.rejected_dir.mkdir(parents=True, exist_ok=True)
-        path = self.rejected_dir / f"{time.time_ns()}.json"
-        path.write_bytes(body)
+        self._kept += 1
+        path = self.rejected_dir / f"{time.time_ns()}-{self._kept}.json"
+        try:
+            private_dir(self.rejected_dir)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(body)
+        except OSError as exc:
+            if not is_full(exc):
+                raise
+            path.unlink(missing_ok=True)
+            log.error(
+                "ship.rejected",
+                status=response.status_code,
+                body=response.text[:500],
+                kept="nowhere: the disk is full",
+            )
+            return
         log.error(
             "ship.rejected",
             status=response.status_code,

@@ -7,6 +7,7 @@ never misread. The read position lives in a small file, replaced atomically.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import zlib
@@ -18,6 +19,22 @@ MAGIC = b"DP"
 HEADER = struct.Struct("!2sII")  # magic, length, crc32
 SEGMENT_BYTES = 8 * 1024 * 1024
 _MAX_RECORD = 256 * 1024 * 1024
+# A full disk or quota is a full spool, not a reason to stop probing.
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Records hold container names and labels, which may carry secrets: the owner's only.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(directory: Path) -> None:
+    """Make a directory (and its parents) that only its owner can read, also if it exists."""
+    directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    directory.chmod(DIR_MODE)
+
+
+def is_full(exc: OSError) -> bool:
+    """Whether an error says that the disk or the quota is full."""
+    return exc.errno in FULL
 
 
 def frame(payload: bytes) -> bytes:
@@ -67,7 +84,8 @@ class Spool:
     """Append records; read them from the oldest unacknowledged one; acknowledge them.
 
     `on_drop` is told of every record dropped unread because the spool was full, and
-    returns how many items (events) it held; their total is `dropped`.
+    returns how many items (events) it held; their total is `dropped`. A full disk (ENOSPC,
+    EDQUOT) is a full spool: the oldest records go, and if none is left, the new one.
     """
 
     def __init__(
@@ -80,10 +98,12 @@ class Spool:
         self.max_bytes = max_bytes
         self.on_drop = on_drop
         self.dropped = 0
-        """Items (events) in records dropped because the spool was full."""
+        """Items (events) in records dropped because the spool (or its disk) was full."""
+        self.disk_full = 0
+        """Times a write met a full disk or quota."""
         # Whole segments are dropped: keep them small next to the bound, so that it holds.
         self.segment_bytes = min(SEGMENT_BYTES, max(4096, max_bytes // 8))
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self._ack_fd: int | None = None
         self._ack = self._read_ack()
         self._repair_tail()
@@ -106,10 +126,16 @@ class Spool:
     def _write_ack(self, position: Position) -> None:
         # One small write in place, not a rename: acks are frequent, and a write of a few
         # bytes at offset 0 is not torn by a crash of the process.
-        if self._ack_fd is None:
-            self._ack_fd = os.open(self.directory / "ack", os.O_RDWR | os.O_CREAT, 0o644)
-        os.pwrite(self._ack_fd, f"{position.segment:020d} {position.offset:020d}\n".encode(), 0)
         self._ack = position
+        try:
+            if self._ack_fd is None:
+                self._ack_fd = os.open(self.directory / "ack", os.O_RDWR | os.O_CREAT, FILE_MODE)
+            os.pwrite(self._ack_fd, f"{position.segment:020d} {position.offset:020d}\n".encode(), 0)
+        except OSError as exc:
+            # Unwritten, a restart sends acknowledged records again: duplicates, stored once.
+            if not is_full(exc):
+                raise
+            self.disk_full += 1
 
     def close(self) -> None:
         """Close the ack file."""
@@ -142,27 +168,59 @@ class Spool:
         return sum(self._sizes.values())
 
     def append(self, payload: bytes) -> None:
-        """Append one record; drop the oldest segments beyond max_bytes."""
-        segment = max(self._sizes, default=self._ack.segment)
-        if self._sizes.get(segment, 0) >= self.segment_bytes:
-            segment += 1
+        """Append one record; drop the oldest segments beyond max_bytes or on a full disk."""
         record = frame(payload)
-        with self._path(segment).open("ab") as handle:
-            handle.write(record)
+        while True:
+            segment = max(self._sizes, default=self._ack.segment)
+            if self._sizes.get(segment, 0) >= self.segment_bytes:
+                segment += 1
+            try:
+                self._write(segment, record)
+                break
+            except OSError as exc:
+                if not is_full(exc):
+                    raise
+                self.disk_full += 1
+                if not self._drop_oldest():
+                    # Nothing older left to make room: this record is the one that goes.
+                    self.dropped += self.on_drop(payload)
+                    return
         self._sizes[segment] = self._sizes.get(segment, 0) + len(record)
         self._enforce_limit()
 
+    def _write(self, segment: int, record: bytes) -> None:
+        """Write a record at the end of a segment, whole or not at all."""
+        before = self._sizes.get(segment, 0)
+        fd = os.open(self._path(segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        try:
+            view = memoryview(record)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            # A part written before the disk filled would be a torn record: cut it off.
+            os.ftruncate(fd, before)
+            raise
+        finally:
+            os.close(fd)
+
     def _enforce_limit(self) -> None:
         while len(self._sizes) > 1 and self.disk_bytes() > self.max_bytes:
-            oldest = min(self._sizes)
-            if oldest >= self._ack.segment:
-                start = self._ack.offset if oldest == self._ack.segment else 0
-                data = self._path(oldest).read_bytes()
-                self.dropped += sum(self.on_drop(p) for p, _ in iter_records(data, start))
-            self._path(oldest).unlink(missing_ok=True)
-            del self._sizes[oldest]
-            if self._ack.segment <= oldest:
-                self._write_ack(Position(min(self._sizes), 0))
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> bool:
+        """Drop the oldest segment, counting its unread records; False when there is none."""
+        if not self._sizes:
+            return False
+        oldest = min(self._sizes)
+        if oldest >= self._ack.segment:
+            start = self._ack.offset if oldest == self._ack.segment else 0
+            data = self._path(oldest).read_bytes()
+            self.dropped += sum(self.on_drop(p) for p, _ in iter_records(data, start))
+        self._path(oldest).unlink(missing_ok=True)
+        del self._sizes[oldest]
+        if self._ack.segment <= oldest:
+            self._write_ack(Position(min(self._sizes, default=oldest + 1), 0))
+        return True
 
     def pending(self) -> Iterator[tuple[bytes, Position]]:
         """Unacknowledged records, oldest first, each with the position after it."""

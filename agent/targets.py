@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from agent.http_labels import HttpPlan, plan_of
+from agent.untrusted import fit, fit_labels, fit_name
 from dockping.http_check import HttpCheck
-from dockping.settings import Duration, HttpRule
+from dockping.settings import AgentSettings, Duration, HttpRule, format_duration
 
 if TYPE_CHECKING:
     from agent.netns import Namespace
@@ -75,6 +76,27 @@ class Container:
     """When Docker last checked that health (its last health log entry)."""
     pid: int = 0
     """State.Pid: a process in the container's namespaces, as the host's PID namespace sees it."""
+    limited: str = ""
+    """What the agent's limits changed of what the labels ask (interval floor, target cap)."""
+
+
+_DEFAULTS = AgentSettings()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a container may ask for: the shortest interval, the most targets."""
+
+    min_interval: float = _DEFAULTS.min_interval
+    max_targets: int = _DEFAULTS.max_targets_per_container
+
+    @classmethod
+    def of(cls, settings: AgentSettings) -> Limits:
+        """The limits of these settings."""
+        return cls(settings.min_interval, settings.max_targets_per_container)
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def disabled(labels: dict[str, str]) -> bool:
@@ -142,7 +164,7 @@ def _networks(inspect: dict[str, Any]) -> dict[str, tuple[str, ...]]:
                     ips.append(str(ipaddress.ip_address(value)))
                 except ValueError:
                     continue
-        found[str(name)] = tuple(ips)
+        found[fit(name)] = tuple(ips)
     return found
 
 
@@ -174,14 +196,22 @@ def docker_timestamp(text: object) -> datetime | None:
 
 
 def container_of(
-    inspect: dict[str, Any], icmp_available: bool = False, http_rules: Sequence[HttpRule] = ()
+    inspect: dict[str, Any],
+    icmp_available: bool = False,
+    http_rules: Sequence[HttpRule] = (),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Container:
-    """Read a container and its targets from an inspect payload; never raises on odd input."""
+    """Read a container and its targets from an inspect payload; never raises on odd input.
+
+    A container chooses its labels: an interval under limits.min_interval is raised to it,
+    and targets past limits.max_targets are left out; `limited` says so.
+    """
     config = _dict(inspect.get("Config"))
     state = _dict(inspect.get("State"))
-    labels = {str(k): str(v) for k, v in _dict(config.get("Labels")).items()}
-    container_id = str(inspect.get("Id") or "")
-    name = str(inspect.get("Name") or "").lstrip("/")
+    # Every text a container chose is made to fit the contract here, before any event has it.
+    labels = fit_labels(config.get("Labels"))
+    container_id = fit_name(inspect.get("Id") or "")
+    name = fit(str(inspect.get("Name") or "").lstrip("/"))
     running = bool(state.get("Running"))
     paused = bool(state.get("Paused"))
     networks = _networks(inspect)
@@ -209,6 +239,13 @@ def container_of(
         note = "; ".join(filter(None, (note, *http.notes)))
     if http.ports:
         ports = tuple(sorted({*ports, *http.ports}))
+    limited: list[str] = []
+    if interval is not None and interval < limits.min_interval:
+        limited.append(
+            f"{INTERVAL_LABEL}: {labels[INTERVAL_LABEL][:64]!r} is shorter than agent.min_interval;"
+            f" probed every {format_duration(limits.min_interval)}"
+        )
+        interval = limits.min_interval
     targets: list[Target] = []
     host_mode = str(_dict(inspect.get("HostConfig")).get("NetworkMode") or "") == "host"
     if disabled(labels):
@@ -231,10 +268,16 @@ def container_of(
                     targets.append(Target(container_id, ip, None, "icmp", network, name, interval))
         if not ports and not icmp_available:
             note = "exposes no TCP port, and this system allows no unprivileged ICMP echo"
+        if len(targets) > limits.max_targets:
+            limited.append(
+                f"{len(targets)} targets, more than agent.max_targets_per_container: only the"
+                f" first {limits.max_targets} (by network, address and port) are probed"
+            )
+            del targets[limits.max_targets :]
     return Container(
         id=container_id,
         name=name,
-        image=str(config.get("Image") or ""),
+        image=fit(config.get("Image") or ""),
         running=running,
         paused=paused,
         compose_project=project_of(labels),
@@ -247,6 +290,7 @@ def container_of(
         health=health,
         health_at=health_at,
         pid=_pid(state),
+        limited="; ".join(limited),
     )
 
 

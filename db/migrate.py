@@ -3,6 +3,8 @@
 A migration is `NNNN_name.sql`, or a pair `NNNN_name.postgres.sql` and
 `NNNN_name.timescaledb.sql` when the two backends differ. The backend is chosen
 once, when the first migration runs: TimescaleDB where the extension can be created.
+TimescaleDB installed but not in shared_preload_libraries cannot be: there, CREATE
+EXTENSION ends the session (FATAL), so the attempt is made on a connection of its own.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Literal
 import psycopg
 
 from db.connector import SchemaError, translate_errors
+from dockping import logs
 
 MIGRATION_DIR = Path(__file__).parent / "migrations"
 Backend = Literal["postgres", "timescaledb"]
 # Any constant works; it only has to be the same in every process that migrates.
 _LOCK_KEY = 0x646F636B70696E67  # "dockping"
+log = logs.get("dockping.migrate")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(postgres|timescaledb))?\.sql$")
 
 
@@ -53,7 +57,7 @@ def latest_version() -> int:
     return migrations("postgres")[-1].version
 
 
-def _detect_backend(conn: psycopg.Connection, wanted: str) -> Backend:
+def _detect_backend(url: str, conn: psycopg.Connection, wanted: str) -> Backend:
     if wanted == "postgres":
         return "postgres"
     available = conn.execute(
@@ -63,14 +67,33 @@ def _detect_backend(conn: psycopg.Connection, wanted: str) -> Backend:
         if wanted == "timescaledb":
             raise SchemaError("database.backend is timescaledb, but the extension is not available")
         return "postgres"
+    created = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    preload = str(conn.execute("SHOW shared_preload_libraries").fetchone()[0])  # type: ignore[index]
+    if created is None and "timescaledb" not in preload:
+        return _without_timescaledb(
+            wanted,
+            "the timescaledb extension is installed but not in the server's"
+            " shared_preload_libraries: add it there and restart PostgreSQL to use TimescaleDB",
+        )
     try:
-        with conn.transaction():
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        # A connection of its own: should CREATE EXTENSION end the session, this one lives on.
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as trial:
+            trial.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except psycopg.Error as exc:
-        if wanted == "timescaledb":
-            raise SchemaError(f"cannot create the timescaledb extension: {exc}") from exc
-        return "postgres"
+        return _without_timescaledb(
+            wanted,
+            f"cannot create the timescaledb extension ({str(exc).strip() or type(exc).__name__});"
+            " is it in the server's shared_preload_libraries?",
+        )
     return "timescaledb"
+
+
+def _without_timescaledb(wanted: str, reason: str) -> Backend:
+    """Plain PostgreSQL, with a warning; a SchemaError where TimescaleDB is asked for."""
+    if wanted == "timescaledb":
+        raise SchemaError(f"database.backend is timescaledb, but {reason}")
+    log.warning("migrate.timescaledb_unavailable", backend="postgres", reason=reason)
+    return "postgres"
 
 
 def _split_statements(text: str) -> list[str]:
@@ -95,7 +118,7 @@ def migrate(url: str, backend: str = "auto") -> tuple[Backend, list[int]]:
                 "SELECT version, backend FROM dockping_migrations ORDER BY version"
             ).fetchall()
             done = {version for version, _ in rows}
-            chosen: Backend = rows[0][1] if rows else _detect_backend(conn, backend)
+            chosen: Backend = rows[0][1] if rows else _detect_backend(url, conn, backend)
             known = migrations(chosen)
             if done and max(done) > known[-1].version:
                 raise SchemaError(

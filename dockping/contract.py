@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -67,8 +68,6 @@ Count32 = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 Count64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Time = Annotated[datetime, msgspec.Meta(tz=True)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
-# An hour is far beyond any probe timeout; anything larger is a broken clock or garbage.
-LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=3_600_000)]
 HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=599)]
 # A probe interval or timeout: up to a day, which no monitor waits between two probes.
 ProbeMs = Annotated[int, msgspec.Meta(ge=1, le=86_400_000)]
@@ -76,10 +75,39 @@ ProbeMs = Annotated[int, msgspec.Meta(ge=1, le=86_400_000)]
 # measures): 3.4 MB of JSON, so that one beside the agent's 4 MB of other records still fits
 # ingest.max_body_bytes (8 MB).
 MAX_INVENTORY = 50_000
+# The store keeps microseconds in an int4: 2,147,483.647 ms (about 36 minutes), far beyond
+# any probe timeout. Past it, a broken clock or garbage; refused rather than clamped.
+LATENCY_MS_MAX = (2**31 - 1) / 1000
+LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=LATENCY_MS_MAX)]
+# A text field indexed by the store (a name, a network) must fit a btree row (2,704 bytes)
+# beside the others of its index, whatever its characters: 1,024 UTF-8 bytes, not characters.
+TEXT_MAX_BYTES = 1024
+# Characters that make an agent id look like another one, or like nothing.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 class ContractError(ValueError):
     """An event breaks a rule of the contract that its types alone cannot state."""
+
+
+def check_bytes(field: str, value: str | None) -> None:
+    """ContractError naming the field when its UTF-8 form is longer than TEXT_MAX_BYTES."""
+    # Only a text of more than a quarter of the limit in characters can be too long in bytes.
+    if value is not None and len(value) > TEXT_MAX_BYTES // 4:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > TEXT_MAX_BYTES:
+            raise ContractError(f"{field}: {size} bytes in UTF-8; at most {TEXT_MAX_BYTES}")
+
+
+def check_agent_id(agent: str) -> None:
+    """ContractError when an agent id is blank or holds control or invisible characters."""
+    if not agent.strip():
+        raise ContractError("agent: must not be blank")
+    for char in agent:
+        if unicodedata.category(char) in _INVISIBLE:
+            raise ContractError(
+                f"agent: holds the control or invisible character U+{ord(char):04X}"
+            )
 
 
 class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_only=True):
@@ -110,6 +138,8 @@ class ProbeEvent(msgspec.Struct, tag="probe", tag_field="type", frozen=True, kw_
 
     def __post_init__(self) -> None:
         canonical_ip(self.ip)
+        check_bytes("container_name", self.container_name)
+        check_bytes("network", self.network)
         if self.protocol in PORTED_PROTOCOLS and self.port is None:
             raise ContractError(f"port: required for protocol {self.protocol}")
         if self.protocol == "icmp" and self.port is not None:
@@ -182,6 +212,13 @@ class ContainerEvent(msgspec.Struct, tag="container", tag_field="type", frozen=T
     note: Text | None = None
     """Why the container has no probe (host network, no IP, no port and no ICMP), if so."""
 
+    def __post_init__(self) -> None:
+        for field in _CONTAINER_TEXTS:
+            check_bytes(field, getattr(self, field))
+
+
+_CONTAINER_TEXTS = ("name", "image", "compose_project", "compose_service", "health", "network")
+
 
 class HeartbeatEvent(msgspec.Struct, tag="heartbeat", tag_field="type", frozen=True, kw_only=True):
     """An agent's sign of life, sent every resync."""
@@ -213,6 +250,9 @@ class Batch(msgspec.Struct, frozen=True, kw_only=True):
 
     agent: Name
     events: list[Event]
+
+    def __post_init__(self) -> None:
+        check_agent_id(self.agent)
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -323,9 +363,10 @@ def _describe(message: str) -> DecodeError:
     match = _AT.match(message)
     text, path = (match.group("text"), match.group("path")) if match else (message, None)
     named = _FIELD_FIRST.match(text)
-    if named and path is not None:
-        # __post_init__ errors say "ip: ..."; point the path at that field.
-        return DecodeError(text, f"{path}.{named.group('field')}")
+    if named:
+        # __post_init__ errors say "ip: ..."; point the path at that field (the batch's own
+        # come without a path).
+        return DecodeError(text, f"{path or '$'}.{named.group('field')}")
     unknown_tag = re.match(r"^Invalid value '(.*)'$", text)
     if unknown_tag and path is not None and path.endswith(".type"):
         return DecodeError(f"unknown event type {unknown_tag.group(1)!r}", path)
@@ -346,9 +387,13 @@ def canonical_ip(text: str) -> str:
     canonical = _CANONICAL_IPS.get(text)
     if canonical is None:
         try:
-            canonical = str(ipaddress.ip_address(text))
+            address = ipaddress.ip_address(text)
         except ValueError:
             raise ContractError(f"ip: {text[:64]!r} is not an IPv4 or IPv6 address") from None
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            # PostgreSQL's inet has no zone id (fe80::1%eth0): the address alone names a target.
+            raise ContractError(f"ip: {text[:64]!r} has a zone id, which an address may not carry")
+        canonical = str(address)
         if len(_CANONICAL_IPS) >= _CANONICAL_IPS_MAX:
             _CANONICAL_IPS.clear()
         _CANONICAL_IPS[text] = canonical

@@ -32,19 +32,38 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+def escape_text(text: str) -> str:
+    """Text with every unprintable character as a visible escape: control characters (ESC
+    starts a terminal sequence), format ones (bidi overrides reorder a line), separators."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _escape(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # On a terminal, text from containers must not move the cursor, recolour or hide lines.
+    for key, value in list(event.items()):
+        if isinstance(value, str):
+            event[key] = escape_text(value)
+    return event
+
+
 def configure(settings: LogSettings, service: str) -> None:
     """Configure structlog and the standard logging module for one service process."""
     level = getattr(logging, settings.level.upper())
     renderer: Any
+    escape: list[Any] = []
     if settings.format == "json":
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer()  # JSON escapes control characters
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        escape = [_escape]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
+        *escape,
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],

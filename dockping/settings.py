@@ -76,6 +76,8 @@ class DatabaseSettings(_Section, frozen=True):
 
     url: str = ""
     """Empty: the embedded PostgreSQL under data_dir/pg."""
+    backend: Literal["auto", "postgres", "timescaledb"] = "auto"
+    """At the first migration: auto (TimescaleDB where it can be had), postgres or timescaledb."""
     pool_size: int = 8
     """Connections per service process."""
     retention: Duration = Duration(30 * 86400)
@@ -86,6 +88,8 @@ class DatabaseSettings(_Section, frozen=True):
     """The time span of one partition (plain PostgreSQL) or chunk (TimescaleDB): whole hours."""
     rollup_interval: Duration = Duration(10)
     """Plain PostgreSQL: how often ingest recomputes the latency rollups of ended minutes."""
+    request_timeout: Duration = Duration(1.5)
+    """Query, notify and /healthz: a database call slower than this (a frozen server) is a 503."""
 
 
 class IngestSettings(_Section, frozen=True):
@@ -105,6 +109,8 @@ class IngestSettings(_Section, frozen=True):
     """Most events in one batch (413 above)."""
     max_future_skew: Duration = Duration(300)
     """Events further ahead than this are refused (422)."""
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    """Addresses (or CIDRs) of reverse proxies whose X-Forwarded-For is believed; empty: none."""
 
 
 class QuerySettings(_Section, frozen=True):
@@ -124,6 +130,10 @@ class QuerySettings(_Section, frozen=True):
     """Whether /status/{project} pages show container ids and IP addresses."""
     public_status: list[str] = msgspec.field(default_factory=list)
     """Projects whose /status page and badges need no read token."""
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    """Addresses (or CIDRs) of reverse proxies whose X-Forwarded-For is believed; empty: none."""
+    session_lifetime: Duration = Duration(12 * 3600)
+    """A login session (the cookie of /login) ends this long after it began."""
 
 
 class HttpRule(_Section, frozen=True):
@@ -161,8 +171,8 @@ class AgentSettings(_Section, frozen=True):
     """Empty: the hostname."""
     docker_url: str = ""
     """Empty: DOCKER_HOST, or else unix:///var/run/docker.sock."""
-    ingest_url: str = "http://127.0.0.1:8080"
-    """Where the agent sends its events."""
+    ingest_url: str = ""
+    """Where the agent sends its events. Empty: ingest.host and ingest.port (0.0.0.0 as 127.0.0.1)."""
     token: str = ""
     """Empty: the token generated in data_dir/token (the single-host default)."""
     resync_interval: Duration = Duration(20)
@@ -187,6 +197,10 @@ class AgentSettings(_Section, frozen=True):
     """HTTP(S) probe rules by image ([[agent.http]] tables); labels override them."""
     enter_namespaces: bool = True
     """Addresses the agent's network does not reach directly are probed from inside the container's network namespace; false: not probed."""
+    min_interval: Duration = Duration(1)
+    """The shortest probe interval a dockping.interval label may ask; shorter ones are raised to it."""
+    max_targets_per_container: int = 64
+    """Most targets one container may have (ports x addresses); past it the rest are not probed."""
 
 
 class NotifyRule(_Section, frozen=True):
@@ -240,7 +254,9 @@ class NotifySettings(_Section, frozen=True):
     port: int = 8082
     """Port the silences API listens on."""
     token: str = ""
-    """Bearer token of the silences API. Empty: the shared ingest token."""
+    """Bearer token of the silences API. Empty: generated once in data_dir/notify-token (never the ingest token)."""
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    """Addresses (or CIDRs) of reverse proxies whose X-Forwarded-For is believed; empty: none."""
     public_url: str = ""
     """Base URL of the query service in messages. Empty: http://query.host:query.port."""
     rules: list[NotifyRule] = msgspec.field(default_factory=list)
@@ -298,6 +314,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "notify.max_attempts": (1, 1000),
     "agent.concurrency": (1, 100_000),
     "agent.batch_max_events": (1, 100_000),
+    "agent.max_targets_per_container": (1, 1_000_000),
     "agent.spool_max_bytes": (1024, 1 << 40),
     "ingest.max_events": (1, 1_000_000),
     "ingest.max_body_bytes": (1024, 1 << 31),
@@ -338,7 +355,8 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 
 def _env_value(value: str) -> Any:
-    # Tables (agent_tokens) can be given as inline TOML: {a = "x"}; lists as ["a", "b"].
+    # Tables (agent_tokens) and lists (trusted_proxies) can be given as inline TOML:
+    # {a = "x"}, ["10.0.0.1"].
     if value.startswith(("{", "[")):
         try:
             return tomllib.loads(f"v = {value}")["v"]
@@ -358,6 +376,9 @@ def _check(settings: Settings) -> None:
         "agent.resync_interval",
         "agent.probe_timeout",
         "agent.batch_interval",
+        "query.session_lifetime",
+        "agent.min_interval",
+        "database.request_timeout",
         "database.retention",
         "database.partition_interval",
         "database.rollup_interval",
@@ -368,6 +389,8 @@ def _check(settings: Settings) -> None:
         section, _, field = dotted.partition(".")
         if getattr(getattr(settings, section), field) <= 0:
             raise SettingsError(f"{dotted}: must be longer than zero")
+    if settings.notify.token and settings.notify.token == settings.ingest.token:
+        raise SettingsError("notify.token: must differ from ingest.token")
     if settings.database.partition_interval < 3600:
         raise SettingsError("database.partition_interval: must be at least 1h")
     if settings.database.partition_interval % 3600:
@@ -395,7 +418,20 @@ def load(path: Path | str | None = None, environ: Mapping[str, str] | None = Non
     except msgspec.ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     _check(settings)
-    return settings
+    return _with_agent_ingest_url(settings)
+
+
+def _with_agent_ingest_url(settings: Settings) -> Settings:
+    """agent.ingest_url left empty follows ingest's own address (`dockping up`, one host)."""
+    if settings.agent.ingest_url:
+        return settings
+    host = settings.ingest.host
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{settings.ingest.port}"
+    agent = msgspec.structs.replace(settings.agent, ingest_url=url)
+    return msgspec.structs.replace(settings, agent=agent)
 
 
 def _describe(exc: msgspec.ValidationError) -> str:

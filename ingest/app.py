@@ -12,20 +12,36 @@ import psycopg
 import psycopg_pool
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from db.append import AppendResult, EventWriter
 from db.compaction import compact_closed_partitions
-from db.connector import DatabaseUnavailable, SchemaError, connection, run_on_connection
+from db.connector import (
+    DatabaseDeadline,
+    DatabaseUnavailable,
+    SchemaError,
+    connection,
+    run_on_connection,
+)
 from db.migrate import check_schema_async
 from db.queries import sql
 from dockping import __version__, logs, tokens
-from dockping.contract import Accepted, Batch, DecodeError, decode_batch
+from dockping.contract import (
+    Accepted,
+    Batch,
+    ContainerEvent,
+    DecodeError,
+    Event,
+    ProbeEvent,
+    canonical_ip,
+    decode_batch,
+)
 from dockping.settings import Settings
 from dockping.web import EXCEPTION_HANDLERS, ApiError, healthz, pool_lifespan
 from ingest.metrics import IngestMetrics
-from ingest.ratelimit import FailureLimiter
+from ingest.ratelimit import FailureLimiter, client_address
 from ingest.rollups import refresh_rollups
 
 log = logs.get("dockping.ingest")
@@ -171,6 +187,35 @@ class Ingest:
                 )
 
 
+def identity_key(event: Event) -> tuple[object, ...]:
+    """What makes an event the same event in the store, whatever else it says."""
+    if isinstance(event, ProbeEvent):
+        ip = canonical_ip(event.ip)
+        return ("probe", event.container_id, ip, event.port, event.protocol, event.time)
+    if isinstance(event, ContainerEvent):
+        return ("container", event.container_id, event.action, event.time)
+    return ("heartbeat", event.time)
+
+
+def check_duplicates(batch: Batch) -> None:
+    """400 naming both when one batch holds the same event twice with different contents.
+
+    The store keeps one event per identity; which of two different ones it would keep is
+    no rule anyone can rely on. The same event twice, word for word, is stored once.
+    """
+    first: dict[tuple[object, ...], int] = {}
+    for index, event in enumerate(batch.events):
+        seen = first.setdefault(identity_key(event), index)
+        if seen != index and batch.events[seen] != event:
+            raise ApiError(
+                400,
+                "conflicting_duplicates",
+                f"events {seen} and {index} are the same event (type, container, address or"
+                " action, and time) with different contents: send one of them",
+                f"$.events[{index}]",
+            )
+
+
 async def _read_body(request: Request[object, object, State], limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -195,7 +240,7 @@ async def _read_body(request: Request[object, object, State], limit: int) -> byt
 async def post_events(request: Request[object, object, State], state: State) -> Accepted:
     """Append a batch; events already stored (by identity) are counted as duplicates."""
     ingest: Ingest = state.ingest
-    address = request.client.host if request.client else ""
+    address = client_address(request)
     ingest.failures.check(address)
     try:
         token = ingest.authorize(request.headers.get("authorization"))
@@ -214,6 +259,7 @@ async def post_events(request: Request[object, object, State], state: State) -> 
         ingest.failures.failed(address)  # another agent's token counts as a failed attempt too
         raise
     ingest.check_limits(batch)
+    check_duplicates(batch)
 
     async def write(conn: psycopg.AsyncConnection) -> AppendResult:
         writer = await ingest.writer_for(conn)
@@ -262,6 +308,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         state=State({"ingest": ingest}),
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.ingest.max_body_bytes,
+        # Only /healthz: a batch may take longer than a health check, and the agent retries.
+        middleware=[
+            DefineMiddleware(
+                DatabaseDeadline,
+                seconds=settings.database.request_timeout,
+                paths=frozenset({"/healthz"}),
+            )
+        ],
         openapi_config=OpenAPIConfig(title="dockping ingest", version=__version__, path="/schema"),
         logging_config=None,
         debug=False,

@@ -1,5 +1,9 @@
 """Failed authentication attempts, limited per client address: past the limit, 429.
 
+The one limiter of every place a secret is checked: ingest's token, query's bearer token
+and /login, and the silences API. The address is the peer's, or what X-Forwarded-For says
+only when the peer is a configured proxy (the services' trusted_proxies settings).
+
 Each address has a bucket of `burst` failures that refills at `per_second`. An address
 whose bucket is empty gets 429 with Retry-After for every request, a right token
 included: otherwise a guesser would still learn, from the 202, when a guess was right.
@@ -14,6 +18,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from dockping.web import ApiError
 
@@ -72,3 +77,17 @@ class FailureLimiter:
                 f"too many failed authentication attempts from this address; retry in {wait}s",
                 headers={"Retry-After": str(wait)},
             )
+
+    def attempt(self, address: str, check: Callable[[], bool]) -> bool:
+        """Check a secret for an address: 429 once it failed too often, else count a failure."""
+        self.check(address)
+        if check():
+            return True
+        self.failed(address)
+        return False
+
+
+def client_address(request: Any) -> str:
+    """The address a request came from, as the server (and its trusted proxies) tell it."""
+    client = request.client
+    return str(client.host) if client else ""

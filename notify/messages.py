@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -20,6 +22,32 @@ NOTIFY_TYPES = {
     "lost_sight": "warning",
     "back_in_sight": "success",
 }
+
+
+# What a container may choose (name, image, compose project) and shows bare: Docker's own
+# name characters, and the slashes and colons of image references. Anything else is quoted.
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
+_SHOWN_MAX = 120
+# Mention syntax of the chat channels: Slack's <!channel> and <@U1>, Discord's and
+# Mattermost's @everyone, @here, @channel, @all and @user. A word joiner after the @ keeps
+# the text readable but no longer a mention; < and > become look-alikes, so no <...> markup.
+_MENTION = re.compile(r"@(?=\w)")
+_MARKUP = str.maketrans({"<": "\u2039", ">": "\u203a", "\u201c": '"', "\u201d": '"'})
+
+
+def shown(text: str) -> str:
+    """Text a container chose, as a message may show it: bare when plain; else on one line,
+    without control characters, mentions, markup or live links, cut short, and quoted."""
+    if _PLAIN.fullmatch(text) and "://" not in text and len(text) <= _SHOWN_MAX:
+        return text
+    visible = "".join(
+        " " if unicodedata.category(c)[0] in "CZ" else c for c in text
+    )  # control, format, line and paragraph separators, odd spaces
+    one_line = " ".join(visible.split()).translate(_MARKUP)
+    neutral = _MENTION.sub("@\u2060", one_line).replace("://", "[:]//")
+    if len(neutral) > _SHOWN_MAX:
+        neutral = neutral[: _SHOWN_MAX - 1] + "\u2026"
+    return f"\u201c{neutral}\u201d"
 
 
 class Target(NamedTuple):
@@ -43,7 +71,7 @@ class Target(NamedTuple):
     @property
     def label(self) -> str:
         """The short name of a target in a title."""
-        return f"{self.container or '?'} {self.address} on {self.agent}"
+        return f"{shown(self.container or '?')} {self.address} on {shown(self.agent)}"
 
 
 class Text(NamedTuple):
@@ -80,9 +108,11 @@ def _error(code: int | None) -> str:
 def target_message(change: Change, target: Target, public_url: str, flap_window: float) -> Text:
     """The message for one change of one target."""
     link = f"{public_url.rstrip('/')}/targets/{target.target_id}"
-    what = f"{target.container or '?'} ({target.image or 'no image'}"
-    what += f", project {target.project})" if target.project else ")"
-    where = f"{what} at {target.address} on agent {target.agent}"
+    what = (
+        f"{shown(target.container or '?')} ({shown(target.image) if target.image else 'no image'}"
+    )
+    what += f", project {shown(target.project)})" if target.project else ")"
+    where = f"{what} at {target.address} on agent {shown(target.agent)}"
     if change.kind == "down":
         since = when(change.since or change.time)
         body = (
@@ -127,6 +157,7 @@ def sight_message(
 
 def agent_message(agent: str, silent: bool, last_heartbeat_at: datetime, after: float) -> Text:
     """The message for an agent that fell silent or came back."""
+    agent = shown(agent)
     if silent:
         return Text(
             f"AGENT SILENT: {agent}",

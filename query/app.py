@@ -5,19 +5,24 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import psycopg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from db.connector import DatabaseDeadline
 from dockping import __version__
 from dockping.freshness import freshness, view_settings
 from dockping.settings import Settings
 from dockping.web import EXCEPTION_HANDLERS, healthz, pool_lifespan
+from ingest.ratelimit import FailureLimiter
 from query import api, auth, display, group_uptime, groups_routes, pages, public_status
 from query.addresses import UptimeCache
 from query.headers import security_headers
@@ -58,6 +63,34 @@ def views_as_the_settings(
     return connected
 
 
+class RefuseNulPaths:
+    """ASGI middleware: a static file's path with a NUL (%00) names no file; 400, not a 500
+    from the file system. (Other routes name the bad parameter themselves.)"""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Answer 400 to a static path with a NUL; pass anything else on."""
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/static/") and "\x00" in path:
+            body = msgspec.json.encode(
+                {
+                    "error": "bad_request",
+                    "detail": "the path holds a NUL character (%00)",
+                    "field": "path",
+                }
+            )
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings, database_url: str) -> Litestar:
     """The query app, for these settings and this database."""
 
@@ -88,6 +121,10 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             settings.query.token, settings.query.public_status, auth.guard(settings.query.token)
         ),
         before_send=[security_headers],
+        middleware=[
+            RefuseNulPaths,
+            DefineMiddleware(DatabaseDeadline, seconds=settings.database.request_timeout),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="dockping query",
@@ -100,6 +137,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     )
     app.state.settings = settings
     app.state.read_token = settings.query.token
+    app.state.sessions = auth.Sessions(settings.query.token, settings.query.session_lifetime)
+    app.state.failures = FailureLimiter()
     app.state.uptime_cache = UptimeCache()
     app.state.hourly_uptime_cache = UptimeCache()
     return app

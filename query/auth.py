@@ -1,17 +1,22 @@
 """The optional read token (query.token): a Bearer header for programs, a login cookie for people.
 
-The cookie holds an HMAC of the token, not the token, and is HttpOnly and SameSite=Strict.
+The cookie is a session signed with a key made from the token (itsdangerous): it holds a
+random session id, never the token, expires after query.session_lifetime, and logout
+revokes it. It is HttpOnly and SameSite=Strict. Changing the token ends every session.
 The token is never accepted in a URL (URLs end up in logs, history and Referer headers).
+Wrong tokens and forged cookies count against the client's address (ingest.ratelimit).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from typing import Annotated, Any
+import secrets
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import msgspec
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.enums import RequestEncodingType
@@ -20,6 +25,7 @@ from litestar.response import Redirect, Template
 
 from dockping import tokens
 from dockping.web import ApiError
+from ingest.ratelimit import FailureLimiter, client_address
 
 COOKIE = "dockping_session"
 OPEN_PATHS = ("/healthz", "/login", "/logout")
@@ -35,9 +41,42 @@ class LoginForm(msgspec.Struct, frozen=True):
     next: str = "/addresses"
 
 
-def session_value(token: str) -> str:
-    """The cookie value for a token: an HMAC, so the cookie never holds the token itself."""
-    return hmac.new(token.encode(), b"dockping-query-session", hashlib.sha256).hexdigest()
+class Sessions:
+    """Signed, expiring login sessions of one read token; a revoked one stays refused."""
+
+    def __init__(self, token: str, lifetime: float, clock: Callable[[], float] = time.time) -> None:
+        self._signer = URLSafeTimedSerializer(token, salt="dockping-query-session")
+        self.lifetime = lifetime
+        self.clock = clock
+        # session id -> when its cookie expires anyway; only sessions made with the token
+        # can be revoked, and each is forgotten once expired, so this stays small.
+        self._revoked: dict[str, float] = {}
+
+    def new(self) -> str:
+        """A cookie value for a new session."""
+        return self._signer.dumps(secrets.token_urlsafe(16))
+
+    def check(self, value: str) -> Literal["ok", "ended", "forged"]:
+        """ok; ended (expired or logged out); or forged (not signed with this token)."""
+        try:
+            session_id = self._signer.loads(value, max_age=int(self.lifetime))
+        except SignatureExpired:
+            return "ended"
+        except BadSignature:
+            return "forged"
+        return "ended" if session_id in self._revoked else "ok"
+
+    def revoke(self, value: str) -> None:
+        """End a session before it expires."""
+        try:
+            session_id, signed_at = self._signer.loads(
+                value, max_age=int(self.lifetime), return_timestamp=True
+            )
+        except BadSignature:
+            return  # expired or forged: nothing to end
+        now = self.clock()
+        self._revoked = {s: until for s, until in self._revoked.items() if until > now}
+        self._revoked[str(session_id)] = signed_at.timestamp() + self.lifetime
 
 
 def safe_next(target: str | None) -> str:
@@ -47,13 +86,27 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def allowed(request: Request[Any, Any, Any], token: str) -> bool:
-    """Whether a request carries the read token or a session made from it."""
+def allowed(request: Request[Any, Any, Any], token: str) -> bool | None:
+    """Whether a request carries the read token or a live session made from it; None when it
+    carries neither a token nor a session, or only an ended one (that is no guess)."""
     given = tokens.bearer(request.headers.get("authorization"))
-    if given is not None and tokens.same(given, token):
-        return True
+    if given is not None:
+        return tokens.same(given, token)
     cookie = request.cookies.get(COOKIE)
-    return cookie is not None and tokens.same(cookie, session_value(token))
+    if cookie is None:
+        return None
+    verdict = _sessions(request).check(cookie)
+    return True if verdict == "ok" else (False if verdict == "forged" else None)
+
+
+def _sessions(request: Request[Any, Any, Any]) -> Sessions:
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
+def _failures(request: Request[Any, Any, Any]) -> FailureLimiter:
+    failures: FailureLimiter = request.app.state.failures
+    return failures
 
 
 def guard(token: str) -> Any:
@@ -63,8 +116,13 @@ def guard(token: str) -> Any:
         path = request.url.path
         if not token or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return None
-        if allowed(request, token):
+        failures, address = _failures(request), client_address(request)
+        failures.check(address)
+        verdict = allowed(request, token)
+        if verdict:
             return None
+        if verdict is False:
+            failures.failed(address)
         if path.startswith(API_PREFIXES):
             raise ApiError(
                 401,
@@ -98,7 +156,9 @@ async def login(
 ) -> Response[Any]:
     """Check the token; on success set the session cookie and go back."""
     token: str = state.read_token
-    if token and not tokens.same(data.token, token):
+    if token and not _failures(request).attempt(
+        client_address(request), lambda: tokens.same(data.token, token)
+    ):
         return Template(
             template_name="login.html",
             context={
@@ -113,7 +173,8 @@ async def login(
         response.set_cookie(
             Cookie(
                 key=COOKIE,
-                value=session_value(token),
+                value=_sessions(request).new(),
+                max_age=int(_sessions(request).lifetime),
                 httponly=True,
                 samesite="strict",
                 secure=request.url.scheme == "https",
@@ -124,8 +185,11 @@ async def login(
 
 
 @post("/logout", include_in_schema=False, status_code=303)
-async def logout() -> Response[Any]:
-    """Forget the session cookie."""
+async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
+    """End the session, here and in the browser."""
+    cookie = request.cookies.get(COOKIE)
+    if cookie is not None:
+        _sessions(request).revoke(cookie)
     response: Response[Any] = Redirect("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

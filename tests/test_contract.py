@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dockping.contract import (
+    LATENCY_MS_MAX,
     ContainerEvent,
     DecodeError,
     HeartbeatEvent,
@@ -156,7 +157,7 @@ def test_bad_batches_name_the_field(raw: bytes, field: str | None) -> None:
             ip=st.ip_addresses().map(str),
             port=st.integers(1, 65535),
             ok=st.just(True),
-            latency_ms=st.floats(0, 3_600_000, allow_nan=False, allow_infinity=False),
+            latency_ms=st.floats(0, LATENCY_MS_MAX, allow_nan=False, allow_infinity=False),
             container_name=st.text(
                 st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                 max_size=50,

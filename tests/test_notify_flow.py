@@ -23,6 +23,7 @@ from tests.events import at, batch, lifecycle, probe
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": "Bearer test-token"}
+NOTIFY_AUTH = {"Authorization": "Bearer notify-test-token"}  # the silences API has its own
 
 
 class Webhook:
@@ -88,6 +89,7 @@ def notify_settings(settings: Settings, url: str, **overrides: Any) -> Settings:
         retry_backoff=Duration(0.2),
         retry_max_delay=Duration(1),
         public_url="http://dockping.example:8081",
+        token=overrides.pop("token", "notify-test-token"),
         **overrides,
     )
     return msgspec.structs.replace(settings, notify=notify)
@@ -222,7 +224,7 @@ async def test_a_silence_mutes_matching_messages(
     async with AsyncTestClient(app=notify_app(config, database_url)) as api:
         response = await api.post(
             "/api/v1/silences",
-            headers=AUTH,
+            headers=NOTIFY_AUTH,
             json={"match": {"container": "we*"}, "duration": "1h", "reason": "maintenance"},
         )
         assert response.status_code == 201, response.text
@@ -343,23 +345,23 @@ async def test_the_silences_api_checks_tokens_and_input(
             ({**good, "match": {}}, "$.match"),
             ({**good, "reason": " "}, "$.reason"),
         ]:
-            response = await api.post("/api/v1/silences", headers=AUTH, json=body)
+            response = await api.post("/api/v1/silences", headers=NOTIFY_AUTH, json=body)
             assert (response.status_code, response.json().get("field")) == (400, field)
         unknown = await api.post(
-            "/api/v1/silences", headers=AUTH, json={**good, "match": {"colour": "red"}}
+            "/api/v1/silences", headers=NOTIFY_AUTH, json={**good, "match": {"colour": "red"}}
         )
         assert unknown.status_code == 400
         assert "colour" in unknown.text
-        made = await api.post("/api/v1/silences", headers=AUTH, json=good)
+        made = await api.post("/api/v1/silences", headers=NOTIFY_AUTH, json=good)
         assert made.status_code == 201
         silence = made.json()
-        listed = await api.get("/api/v1/silences", headers=AUTH)
+        listed = await api.get("/api/v1/silences", headers=NOTIFY_AUTH)
         assert [s["id"] for s in listed.json()["items"]] == [silence["id"]]
         assert listed.json()["items"][0]["match"]["project"] == "shop"
-        removed = await api.delete(f"/api/v1/silences/{silence['id']}", headers=AUTH)
+        removed = await api.delete(f"/api/v1/silences/{silence['id']}", headers=NOTIFY_AUTH)
         assert removed.status_code == 204
-        assert (await api.get("/api/v1/silences", headers=AUTH)).json()["items"] == []
-        again = await api.delete(f"/api/v1/silences/{silence['id']}", headers=AUTH)
+        assert (await api.get("/api/v1/silences", headers=NOTIFY_AUTH)).json()["items"] == []
+        again = await api.delete(f"/api/v1/silences/{silence['id']}", headers=NOTIFY_AUTH)
         assert again.status_code == 404
         schema = await api.get("/schema/openapi.json")
         assert "/api/v1/silences" in schema.json()["paths"]

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.targets import container_of, parse_ports
+from agent.targets import Limits, container_of, parse_ports
 
 
 def inspect(**changes: Any) -> dict[str, Any]:
@@ -200,7 +200,9 @@ def test_targets_are_every_ip_times_every_exposed_or_published_tcp_port(
 @given(st.sampled_from(["5s", "250ms", "1m", "0s", "-1s", "soon", ""]))
 def test_an_interval_label_is_used_or_explained(text: str) -> None:
     """A valid positive dockping.interval is used; anything else is explained and ignored."""
-    container = container_of(inspect(Config__Labels={"dockping.interval": text}))
+    # A floor below every interval here: clamping is tests/test_hostile_caps.py's.
+    labels = {"dockping.interval": text}
+    container = container_of(inspect(Config__Labels=labels), limits=Limits(min_interval=0.1))
     intervals = {t.interval for t in container.targets}
     if text in ("5s", "250ms", "1m"):
         assert intervals == {{"5s": 5.0, "250ms": 0.25, "1m": 60.0}[text]}
