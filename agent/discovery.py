@@ -173,8 +173,95 @@ class ResyncDiff:
     removed: int = 0
 
 
+@dataclass(frozen=True)
+class _Event:
+    """One stream event about one container, as read from the stream."""
+
+    action: str
+    """A contract action (network events as network_connect, network_disconnect)."""
+    container_id: str
+    attributes: dict[str, Any]
+    when: datetime
+    network: str | None = None
+    health: str | None = None
+
+    @property
+    def needs_inspect(self) -> bool:
+        """Whether what the event means must be read from an inspect."""
+        return self.action not in ("health_status", "destroy")
+
+
+def _parse(event: dict[str, Any]) -> _Event | None:
+    """The stream event in our terms, or None when it is of no concern to discovery."""
+    kind = event.get("Type")
+    action = str(event.get("Action") or event.get("status") or "")
+    actor = event.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    if not isinstance(attributes, dict):
+        attributes = {}
+    when = docker_time(event)
+    if kind == "network" and action in ("connect", "disconnect"):
+        container_id = str(attributes.get("container") or "")
+        if not container_id:
+            return None
+        return _Event(
+            f"network_{action}", container_id, attributes, when, str(attributes.get("name") or "")
+        )
+    if kind != "container":
+        return None
+    container_id = actor.get("ID") or event.get("id") or ""
+    if not isinstance(container_id, str) or not container_id:
+        return None
+    if action.startswith("health_status"):
+        health = action.partition(":")[2].strip() or None
+        return _Event("health_status", container_id, attributes, when, health=health)
+    if action not in CONTAINER_ACTIONS:
+        return None
+    return _Event(action, container_id, attributes, when)
+
+
+@dataclass
+class _Round:
+    """One resync: its refreshes in flight, and what they found."""
+
+    pending: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    error: str = ""
+    done: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+
+    def finish_one(self) -> None:
+        """One refresh of this resync is done."""
+        self.pending -= 1
+        if self.pending <= 0:
+            self.done.set()
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A resync's ask to refresh a container: listed anew, or held but no longer listed."""
+
+    round: _Round
+    fingerprint: str | None
+    """The listing's fingerprint; None for a container held but not listed."""
+
+
+_Work = _Event | _Check
+# The start of a container, as its own actions say it (re)appears.
+_APPEARING = frozenset({"start", "restart"})
+_ENDING = frozenset({"stop", "die", "kill", "oom", "destroy"})
+
+
 class Discovery:
-    """Holds the running containers and tells the agent about every change."""
+    """Holds the running containers and tells the agent about every change.
+
+    Three kinds of task share what it holds: the stream reader, which only reads and hands
+    each event to its container's queue; one worker per container with work, which applies
+    that container's events in order (those arriving during its inspect are one refresh);
+    and the resync loop, which lists every so often whatever the stream does, and hands each
+    container that needs a look to the same queues.
+    """
 
     def __init__(
         self,
@@ -184,6 +271,7 @@ class Discovery:
         on_container: OnContainer,
         on_lifecycle: OnLifecycle,
         call_timeout: float = docker_api.CALL_TIMEOUT,
+        inspect_concurrency: int = 16,
     ) -> None:
         self.docker_url = docker_url
         self.resync_interval = resync_interval
@@ -194,9 +282,16 @@ class Discovery:
         self.containers: dict[str, Container] = {}
         self._fingerprints: dict[str, str] = {}
         self._reachable: bool | None = None
+        self._stream_up = False
+        self._calls_ok = False
         self._since: int | None = None
-        self._lock = anyio.Lock()
-        self._backoff = BACKOFF_FIRST
+        self._pending: dict[str, list[_Work]] = {}
+        self._inspects = anyio.CapacityLimiter(inspect_concurrency)
+        self._resync_wanted = anyio.Event()
+        self._group: anyio.abc.TaskGroup | None = None
+        self._client: aiodocker.Docker | None = None
+        self._started: dict[str, datetime] = {}
+        """The last start emitted per container, so that stream and resync emit it once."""
         self.resyncs = 0
         """Resyncs done, for tests and the heartbeat's readers."""
         self.resynced = anyio.Event()
@@ -209,114 +304,200 @@ class Discovery:
         return bool(self._reachable)
 
     async def run(self) -> None:
-        """Follow Docker until cancelled, reconnecting whenever it drops."""
+        """Follow Docker until cancelled: the stream and the resyncs, each recovering alone."""
+        async with (
+            docker_api.client_for(self.docker_url, self.call_timeout) as client,
+            anyio.create_task_group() as group,
+        ):
+            self._client, self._group = client, group
+            group.start_soon(self._stream_loop, client)
+            group.start_soon(self._resync_loop, client)
+
+    # The stream
+
+    async def _stream_loop(self, client: aiodocker.Docker) -> None:
+        backoff = BACKOFF_FIRST
         while True:
+            since = None
+            if self._since is not None:
+                # Replay what happened while we were away; the resync covers what Docker forgot.
+                since = f"{self._since // 1_000_000_000}.{self._since % 1_000_000_000:09d}"
+            opened = anyio.current_time()
+            read = 0
             try:
-                async with docker_api.client_for(self.docker_url, self.call_timeout) as client:
-                    await self._session(client)
-            except* DockerUnavailable as group:
-                self._set_ok(False, str(group.exceptions[0]))
-            except* Exception as group:
-                # An answer of a shape we did not foresee: never the end of the agent.
-                error = group.exceptions[0]
-                log.error("docker.session.failed", error=f"{type(error).__name__}: {error}")
-                self._set_ok(False, f"{type(error).__name__}: {error}")
-            delay = self._backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+                async with docker_api.event_stream(client, since) as events:
+                    self._stream_state(True)
+                    self._resync_wanted.set()  # what the stream missed meanwhile
+                    async for item in events:
+                        read += 1
+                        self._dispatch(item)
+            except DockerUnavailable as exc:
+                self._stream_state(False, str(exc))
+            except Exception as exc:
+                log.error("docker.session.failed", error=f"{type(exc).__name__}: {exc}")
+                self._stream_state(False, f"{type(exc).__name__}: {exc}")
+            if read or anyio.current_time() - opened > BACKOFF_CAP:
+                backoff = BACKOFF_FIRST  # it worked for a while: a new outage starts over
+            delay = backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
             log.debug("docker.stream.reconnect", delay_s=round(delay, 3))
             await anyio.sleep(delay)
-            self._backoff = min(self._backoff * 2, BACKOFF_CAP)
+            backoff = min(backoff * 2, BACKOFF_CAP)
 
-    async def _session(self, client: aiodocker.Docker) -> None:
-        since = None
-        if self._since is not None:
-            # Replay what happened while we were away; the resync covers what Docker forgot.
-            since = f"{self._since // 1_000_000_000}.{self._since % 1_000_000_000:09d}"
-        async with docker_api.event_stream(client, since) as events:
-            # The stream is open before the resync, so that nothing falls between the two.
-            await self.resync(client)
-            self._set_ok(True)
-            self._backoff = BACKOFF_FIRST
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._resync_loop, client)
-                async for event in events:
-                    if event is None:
-                        log.warning("docker.event.garbage")
-                        continue
-                    async with self._lock:
-                        await self._apply_safely(client, event)
-
-    async def _resync_loop(self, client: aiodocker.Docker) -> None:
-        while True:
-            await anyio.sleep(self.resync_interval)
-            await self.resync(client)
-
-    async def _apply_safely(self, client: aiodocker.Docker, event: dict[str, Any]) -> None:
+    def _dispatch(self, item: docker_api.EventItem) -> None:
+        """Hand one stream item to its container's queue; never waits."""
+        if item is None:
+            log.warning("docker.event.garbage")
+            return
+        if isinstance(item, docker_api.OverlongEvent):
+            log.warning(
+                "docker.event.overlong",
+                bytes=item.size,
+                container_id=str(((item.event or {}).get("Actor") or {}).get("ID") or ""),
+                action=str((item.event or {}).get("Action") or ""),
+            )
+            if item.event is None:
+                self._resync_wanted.set()  # whom it was about is unknown: look at everyone
+                return
+            item = item.event
+        nanos = item.get("timeNano")
+        if isinstance(nanos, int) and not isinstance(nanos, bool):
+            self._since = max(self._since or 0, nanos)
         try:
-            await self.apply(client, event)
+            event = _parse(item)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # An event of a shape we do not know is skipped; the resync heals what it meant.
             log.warning("docker.event.skipped", error=f"{type(exc).__name__}: {exc}")
+            return
+        if event is not None:
+            self._enqueue(event.container_id, event)
 
-    async def apply(self, client: aiodocker.Docker, event: dict[str, Any]) -> None:
-        """Apply one Docker event: refresh the container it names and emit its lifecycle event."""
-        nanos = event.get("timeNano")
-        if isinstance(nanos, int) and not isinstance(nanos, bool):
-            self._since = max(self._since or 0, nanos)
-        kind = event.get("Type")
-        action = str(event.get("Action") or event.get("status") or "")
-        actor = event.get("Actor") or {}
-        attributes = actor.get("Attributes") or {}
-        if not isinstance(attributes, dict):
-            attributes = {}
-        when = docker_time(event)
-        if kind == "network" and action in ("connect", "disconnect"):
-            container_id = str(attributes.get("container") or "")
-            if container_id:
-                container = await self._refresh(client, container_id)
-                known = container or self.containers.get(container_id)
-                if known is not None and not disabled(known.labels):
-                    self.on_lifecycle(
-                        lifecycle_event(
-                            f"network_{action}",
-                            known,
-                            when,
-                            network=str(attributes.get("name") or ""),
-                        )
+    # The queues
+
+    def _enqueue(self, container_id: str, work: _Work) -> None:
+        queue = self._pending.get(container_id)
+        if queue is not None:
+            queue.append(work)  # its worker takes it after the refresh in flight
+            return
+        self._pending[container_id] = [work]
+        if self._group is None or self._client is None:
+            raise RuntimeError("the workers run inside Discovery.run()")
+        self._group.start_soon(self._work, self._client, container_id)
+
+    async def _work(self, client: aiodocker.Docker, container_id: str) -> None:
+        """Apply a container's queue until it is empty, one batch (one inspect) at a time."""
+        try:
+            while batch := self._pending.get(container_id):
+                self._pending[container_id] = []
+                try:
+                    await self._apply(client, container_id, batch)
+                except Exception as exc:
+                    log.error(
+                        "docker.event.failed",
+                        container_id=container_id,
+                        error=f"{type(exc).__name__}: {exc}",
                     )
-            return
-        if kind != "container":
-            return
-        container_id = str(actor.get("ID") or event.get("id") or "")
-        if not container_id:
-            return
-        known = self.containers.get(container_id) or _from_attributes(container_id, attributes)
-        if disabled(known.labels):
-            self._forget(container_id)
-            return
-        if action.startswith("health_status"):
-            health = action.partition(":")[2].strip() or None
-            self.on_lifecycle(lifecycle_event("health_status", known, when, health=health))
-            return
-        if action not in CONTAINER_ACTIONS:
-            return
-        if action == "destroy":
+                    self._fail_checks(batch, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._pending.pop(container_id, None)
+
+    async def _apply(self, client: aiodocker.Docker, container_id: str, batch: list[_Work]) -> None:
+        """Apply one batch of a container's work: at most one inspect, then its events in order."""
+        events = [w for w in batch if isinstance(w, _Event)]
+        checks = [w for w in batch if isinstance(w, _Check)]
+        previous = self.containers.get(container_id)
+        container: Container | None = None
+        started: datetime | None = None
+        gone = bool(events) and events[-1].action == "destroy"
+        if not gone and (checks or any(e.needs_inspect for e in events)):
+            try:
+                async with self._inspects:
+                    inspect = await docker_api.inspect_container(client, container_id)
+            except NotFound:
+                gone = True
+            except DockerUnavailable as exc:
+                self._calls_state(False, str(exc))
+                self._fail_checks(batch, str(exc))
+                self._fingerprints.pop(container_id, None)  # the next resync looks again
+                self._resync_wanted.set()
+            else:
+                self._calls_state(True)
+                container = container_of(inspect, self.icmp)
+                started = _parse_docker_timestamp((inspect.get("State") or {}).get("StartedAt"))
+        if gone:
             self._forget(container_id)
             self._fingerprints.pop(container_id, None)
-            container = None
-        else:
-            container = await self._refresh(client, container_id)
-        exit_code = _exit_code(attributes) if action in ("die", "oom") else None
-        self.on_lifecycle(lifecycle_event(action, container or known, when, exit_code=exit_code))
+        elif container is not None:
+            if disabled(container.labels):
+                self._forget(container_id)
+            else:
+                self._keep(container)
+        for check in checks:
+            if container is not None and check.fingerprint is not None:
+                self._fingerprints[container_id] = check.fingerprint
+        self._emit(container_id, events, checks, previous, container, started, gone)
+        for check in checks:
+            check.round.finish_one()
 
-    async def _refresh(self, client: aiodocker.Docker, container_id: str) -> Container | None:
-        try:
-            inspect = await docker_api.inspect_container(client, container_id)
-        except NotFound:
-            self._forget(container_id)
-            return None
-        container = container_of(inspect, self.icmp)
-        self._keep(container)
-        return container
+    def _emit(
+        self,
+        container_id: str,
+        events: list[_Event],
+        checks: list[_Check],
+        previous: Container | None,
+        container: Container | None,
+        started: datetime | None,
+        gone: bool,
+    ) -> None:
+        """Emit the batch's lifecycle events in order, and those a resync found without one."""
+        actions = {e.action for e in events}
+        last_start = max((i for i, e in enumerate(events) if e.action == "start"), default=-1)
+        running = container is not None and container.running
+        for index, event in enumerate(events):
+            known = container or previous or _from_attributes(container_id, event.attributes)
+            if disabled(known.labels):
+                continue
+            when = event.when
+            if index == last_start and running and started is not None:
+                # The start's own time, which a resync finding it uses too: one event, once.
+                when = started
+            if event.action == "start" and self._started.get(container_id) == when:
+                continue
+            if event.action == "start":
+                self._started[container_id] = when
+            exit_code = _exit_code(event.attributes) if event.action in ("die", "oom") else None
+            self.on_lifecycle(
+                lifecycle_event(
+                    event.action,
+                    known,
+                    when,
+                    exit_code=exit_code,
+                    network=event.network,
+                    health=event.health,
+                )
+            )
+        if gone:
+            self._started.pop(container_id, None)
+        if not checks:
+            return
+        round_ = checks[0].round
+        if previous is None and running and container is not None:
+            round_.added += 1
+            if not disabled(container.labels) and not actions & _APPEARING:
+                when = started or datetime.now(UTC)
+                if self._started.get(container_id) != when:
+                    self._started[container_id] = when
+                    self.on_lifecycle(lifecycle_event("start", container, when))
+        elif previous is not None and not running and (gone or container is not None):
+            round_.removed += 1
+            if not disabled(previous.labels) and not actions & _ENDING:
+                self.on_lifecycle(lifecycle_event("stop", previous, datetime.now(UTC)))
+        elif previous is not None and container is not None and not _same(previous, container):
+            round_.changed += 1
+
+    def _fail_checks(self, batch: list[_Work], error: str) -> None:
+        for work in batch:
+            if isinstance(work, _Check):
+                work.round.error = work.round.error or error
 
     def _keep(self, container: Container) -> None:
         if not container.running:
@@ -333,70 +514,96 @@ class Discovery:
         if self.containers.pop(container_id, None) is not None:
             self.on_container(container_id, None)
 
+    # The resync
+
+    async def _resync_loop(self, client: aiodocker.Docker) -> None:
+        backoff = BACKOFF_FIRST
+        # The first waits for the stream to open (so that nothing falls between the two),
+        # but not for long: the resync never depends on the stream.
+        wait = min(1.0, self.resync_interval)
+        while True:
+            with anyio.move_on_after(wait):
+                await self._resync_wanted.wait()
+            self._resync_wanted = anyio.Event()
+            try:
+                await self.resync(client)
+            except DockerUnavailable as exc:
+                self._calls_state(False, str(exc))
+            except Exception as exc:
+                log.error("docker.session.failed", error=f"{type(exc).__name__}: {exc}")
+                self._calls_state(False, f"{type(exc).__name__}: {exc}")
+            else:
+                backoff, wait = BACKOFF_FIRST, self.resync_interval
+                continue
+            wait = backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+            backoff = min(backoff * 2, BACKOFF_CAP)
+
     async def resync(self, client: aiodocker.Docker) -> ResyncDiff:
         """List every running container and apply the difference with what we hold."""
-        async with self._lock:
-            listed = await docker_api.list_containers(client)
-            seen: set[str] = set()
-            added = changed = 0
-            for item in listed:
-                container_id = str(item.get("Id") or "")
-                if not container_id:
-                    continue
-                seen.add(container_id)
-                fingerprint = _fingerprint(item)
-                if (
-                    container_id in self.containers
-                    and self._fingerprints.get(container_id) == fingerprint
-                ):
-                    continue  # unchanged since we last inspected it
-                try:
-                    inspect = await docker_api.inspect_container(client, container_id)
-                except NotFound:
-                    continue  # removed between the list and the inspect
-                self._fingerprints[container_id] = fingerprint
-                container = container_of(inspect, self.icmp)
-                previous = self.containers.get(container_id)
-                if previous is None and container.running:
-                    added += 1
-                    if not disabled(container.labels):
-                        started = _parse_docker_timestamp(
-                            (inspect.get("State") or {}).get("StartedAt")
-                        )
-                        # The start time is the container's own, so that a restarted agent sends
-                        # the same event again and ingest stores it once.
-                        self.on_lifecycle(
-                            lifecycle_event("start", container, started or datetime.now(UTC))
-                        )
-                elif previous is not None and not _same(previous, container):
-                    changed += 1
-                self._keep(container)
-            gone = [cid for cid in self.containers if cid not in seen]
-            for container_id in gone:
-                known = self.containers[container_id]
-                self._forget(container_id)
-                if not disabled(known.labels):
-                    self.on_lifecycle(lifecycle_event("stop", known, datetime.now(UTC)))
-            for container_id in [cid for cid in self._fingerprints if cid not in seen]:
-                del self._fingerprints[container_id]
-            self.resyncs += 1
-            self.resynced.set()
-            self.last_diff = ResyncDiff(added, changed, len(gone))
-            (log.info if added or changed or gone else log.debug)(
-                "docker.resync",
-                added=added,
-                changed=changed,
-                removed=len(gone),
-                running=len(self.containers),
-            )
-            return self.last_diff
+        listed = await docker_api.list_containers(client)
+        round_ = _Round()
+        seen: set[str] = set()
+        checks: list[tuple[str, _Check]] = []
+        for item in listed:
+            container_id = str(item.get("Id") or "")
+            if not container_id:
+                continue
+            seen.add(container_id)
+            fingerprint = _fingerprint(item)
+            if (
+                container_id in self.containers
+                and self._fingerprints.get(container_id) == fingerprint
+            ):
+                continue  # unchanged since we last inspected it
+            checks.append((container_id, _Check(round_, fingerprint)))
+        # Held but not listed: stopped or removed without an event we saw, as an inspect says.
+        checks += [(cid, _Check(round_, None)) for cid in self.containers if cid not in seen]
+        for container_id in [cid for cid in self._fingerprints if cid not in seen]:
+            del self._fingerprints[container_id]
+        round_.pending = len(checks)
+        for container_id, check in checks:
+            self._enqueue(container_id, check)
+        if checks:
+            await round_.done.wait()
+        if round_.error:
+            raise DockerUnavailable(round_.error)
+        self._calls_state(True)
+        return self._resync_done(round_)
+
+    def _resync_done(self, round_: _Round) -> ResyncDiff:
+        """A complete resync: what we hold is what Docker lists."""
+        self.resyncs += 1
+        self.resynced.set()
+        self.last_diff = ResyncDiff(round_.added, round_.changed, round_.removed)
+        (log.info if round_.added or round_.changed or round_.removed else log.debug)(
+            "docker.resync",
+            added=round_.added,
+            changed=round_.changed,
+            removed=round_.removed,
+            running=len(self.containers),
+        )
+        return self.last_diff
+
+    # Reachability: the stream connected, and the last call answered
+
+    def _stream_state(self, up: bool, error: str = "") -> None:
+        if up:
+            self._calls_ok = False  # until the resync that follows answers
+        self._stream_up = up
+        self._set_ok(self._stream_up and self._calls_ok, error)
+
+    def _calls_state(self, ok: bool, error: str = "") -> None:
+        self._calls_ok = ok
+        self._set_ok(self._stream_up and self._calls_ok, error)
 
     def _set_ok(self, ok: bool, error: str = "") -> None:
         if ok != self._reachable:
             if ok:
                 log.info("docker.connected", url=self.docker_url)
-            else:
+            elif self._reachable is not None or error:
                 log.warning("docker.unreachable", url=self.docker_url, error=error)
-        elif not ok:
+            else:
+                return  # nothing known yet, and nothing wrong: not an outage
+        elif not ok and error:
             log.debug("docker.still_unreachable", error=error)
         self._reachable = ok

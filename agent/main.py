@@ -52,6 +52,7 @@ class Agent:
             self.icmp,
             self._on_container,
             self._on_lifecycle,
+            inspect_concurrency=config.inspect_concurrency,
         )
         self._last_ok: dict[tuple[str, str, int | None, str], bool] = {}
 
