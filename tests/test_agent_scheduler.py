@@ -161,4 +161,5 @@ async def test_a_new_target_that_is_not_listening_yet_is_retried_until_it_answer
             await until(lambda: any(r.ok for _, _, r in results.items), timeout=5)
             await anyio.sleep(0.5)
             group.cancel_scope.cancel()
-    assert [(False, "refused"), (True, None)] == [(r.ok, r.error) for _, _, r in results.items]
+    reported = [(False, "refused"), (True, None)]
+    assert reported == [(r.ok, r.error) for _, _, r in results.items]
