@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -191,8 +192,12 @@ class _Event:
         return self.action not in ("health_status", "destroy")
 
 
-def _parse(event: dict[str, Any]) -> _Event | None:
-    """The stream event in our terms, or None when it is of no concern to discovery."""
+# Podman names a container's removal `remove`, where Docker says `destroy`.
+_SYNONYMS = {"remove": "destroy"}
+
+
+def _parse(event: dict[str, Any]) -> _Event | str | None:
+    """The stream event in our terms; the name of an action we do not handle; None if not ours."""
     kind = event.get("Type")
     action = str(event.get("Action") or event.get("status") or "")
     actor = event.get("Actor") or {}
@@ -201,22 +206,27 @@ def _parse(event: dict[str, Any]) -> _Event | None:
         attributes = {}
     when = docker_time(event)
     if kind == "network" and action in ("connect", "disconnect"):
-        container_id = str(attributes.get("container") or "")
+        container_id = attributes.get("container")
+        network: str | None = str(attributes.get("name") or "")
         if not container_id:
+            # Podman's shape: the actor is the container, and no attribute names the
+            # network (its `name` is the container's); the inspect's difference says which.
+            container_id, network = actor.get("ID") or event.get("id"), None
+        if not isinstance(container_id, str) or not container_id:
             return None
-        return _Event(
-            f"network_{action}", container_id, attributes, when, str(attributes.get("name") or "")
-        )
+        return _Event(f"network_{action}", container_id, attributes, when, network)
     if kind != "container":
-        return None
+        return f"{kind}.{action.partition(':')[0]}" if isinstance(kind, str) else None
     container_id = actor.get("ID") or event.get("id") or ""
     if not isinstance(container_id, str) or not container_id:
         return None
     if action.startswith("health_status"):
         health = action.partition(":")[2].strip() or None
         return _Event("health_status", container_id, attributes, when, health=health)
+    action = _SYNONYMS.get(action, action)
     if action not in CONTAINER_ACTIONS:
-        return None
+        # exec_create carries the command after a colon: the name is what comes before.
+        return f"container.{action.partition(':')[0]}"
     return _Event(action, container_id, attributes, when)
 
 
@@ -251,6 +261,47 @@ _Work = _Event | _Check
 # The start of a container, as its own actions say it (re)appears.
 _APPEARING = frozenset({"start", "restart"})
 _ENDING = frozenset({"stop", "die", "kill", "oom", "destroy"})
+
+
+class _Networks:
+    """A container's networks before and after a refresh, and which events said so."""
+
+    def __init__(self, before: dict[str, tuple[str, ...]], container: Container | None) -> None:
+        self.before = before
+        self.now = {n: ips for n, ips in (container.networks if container else {}).items() if ips}
+        self.said: set[tuple[str, str]] = set()
+
+    def _left(self) -> list[str]:
+        # A network whose IPs are not all held still: left, or rejoined with a new address.
+        return sorted(
+            n for n, ips in self.before.items() if not set(ips) <= set(self.now.get(n, ()))
+        )
+
+    def _joined(self) -> list[str]:
+        return sorted(n for n in self.now if n not in self.before)
+
+    def named(self, event: _Event) -> list[str | None]:
+        """The networks an event is emitted for: its own, or for Podman's nameless ones the
+        difference; one None for an event that is not about a network."""
+        if not event.action.startswith("network_"):
+            return [None]
+        if event.network is None:
+            found = self._left() if event.action == "network_disconnect" else self._joined()
+            names = [n for n in found if (event.action, n) not in self.said]
+        else:
+            names = [event.network]
+        self.said.update((event.action, n) for n in names)
+        if event.action == "network_disconnect":
+            self.before = {n: ips for n, ips in self.before.items() if n not in names}
+        return list(names)
+
+    def left(self) -> list[str]:
+        """Networks left (or whose IP changed) that no event of the batch said."""
+        return [n for n in self._left() if ("network_disconnect", n) not in self.said]
+
+    def joined(self) -> list[str]:
+        """Networks joined that no event of the batch said."""
+        return [n for n in self._joined() if ("network_connect", n) not in self.said]
 
 
 class Discovery:
@@ -292,6 +343,10 @@ class Discovery:
         self._client: aiodocker.Docker | None = None
         self._started: dict[str, datetime] = {}
         """The last start emitted per container, so that stream and resync emit it once."""
+        self._addresses: dict[str, dict[str, tuple[str, ...]]] = {}
+        """Per container, its networks' IPs when last seen running, kept while it is stopped."""
+        self.unhandled: Counter[str] = Counter()
+        """Events of actions discovery does not handle, by type.action; each logged once."""
         self.resyncs = 0
         """Resyncs done, for tests and the heartbeat's readers."""
         self.resynced = anyio.Event()
@@ -368,7 +423,11 @@ class Discovery:
             # An event of a shape we do not know is skipped; the resync heals what it meant.
             log.warning("docker.event.skipped", error=f"{type(exc).__name__}: {exc}")
             return
-        if event is not None:
+        if isinstance(event, str):
+            self.unhandled[event] += 1
+            if self.unhandled[event] == 1:
+                log.debug("docker.event.unhandled", action=event)
+        elif event is not None:
             self._enqueue(event.container_id, event)
 
     # The queues
@@ -448,10 +507,10 @@ class Discovery:
         started: datetime | None,
         gone: bool,
     ) -> None:
-        """Emit the batch's lifecycle events in order, and those a resync found without one."""
-        actions = {e.action for e in events}
+        """Emit the batch's lifecycle events in order, then those it found without an event."""
         last_start = max((i for i, e in enumerate(events) if e.action == "start"), default=-1)
         running = container is not None and container.running
+        moved = _Networks(self._addresses.get(container_id, {}), container if running else None)
         for index, event in enumerate(events):
             known = container or previous or _from_attributes(container_id, event.attributes)
             if disabled(known.labels):
@@ -460,26 +519,58 @@ class Discovery:
             if index == last_start and running and started is not None:
                 # The start's own time, which a resync finding it uses too: one event, once.
                 when = started
-            if event.action == "start" and self._started.get(container_id) == when:
-                continue
             if event.action == "start":
+                if self._started.get(container_id) == when:
+                    continue
                 self._started[container_id] = when
             exit_code = _exit_code(event.attributes) if event.action in ("die", "oom") else None
-            self.on_lifecycle(
-                lifecycle_event(
-                    event.action,
-                    known,
-                    when,
-                    exit_code=exit_code,
-                    network=event.network,
-                    health=event.health,
+            for network in moved.named(event):
+                self.on_lifecycle(
+                    lifecycle_event(
+                        event.action,
+                        known,
+                        when,
+                        exit_code=exit_code,
+                        network=network,
+                        health=event.health,
+                    )
                 )
-            )
         if gone:
             self._started.pop(container_id, None)
-        if not checks:
-            return
-        round_ = checks[0].round
+            self._addresses.pop(container_id, None)
+        elif running and container is not None:
+            self._addresses[container_id] = moved.now
+            if not disabled(container.labels):
+                # Left without an event (or its IP changed, as a restart may do): the old
+                # address leaves the listing, being detached after its last probe.
+                healed = datetime.now(UTC)
+                for network in moved.left():
+                    self.on_lifecycle(
+                        lifecycle_event("network_disconnect", container, healed, network=network)
+                    )
+                if previous is not None:
+                    for network in moved.joined():
+                        self.on_lifecycle(
+                            lifecycle_event("network_connect", container, healed, network=network)
+                        )
+        elif container_id in self._addresses:
+            self._addresses[container_id] = moved.before  # less what its events detached
+        if checks:
+            self._heal(container_id, events, checks[0].round, previous, container, started, gone)
+
+    def _heal(
+        self,
+        container_id: str,
+        events: list[_Event],
+        round_: _Round,
+        previous: Container | None,
+        container: Container | None,
+        started: datetime | None,
+        gone: bool,
+    ) -> None:
+        """What a resync found that no event of the batch said: a start, a stop, a removal."""
+        actions = {e.action for e in events}
+        running = container is not None and container.running
         if previous is None and running and container is not None:
             round_.added += 1
             if not disabled(container.labels) and not actions & _APPEARING:
@@ -490,7 +581,8 @@ class Discovery:
         elif previous is not None and not running and (gone or container is not None):
             round_.removed += 1
             if not disabled(previous.labels) and not actions & _ENDING:
-                self.on_lifecycle(lifecycle_event("stop", previous, datetime.now(UTC)))
+                action = "destroy" if gone else "stop"
+                self.on_lifecycle(lifecycle_event(action, previous, datetime.now(UTC)))
         elif previous is not None and container is not None and not _same(previous, container):
             round_.changed += 1
 

@@ -1,7 +1,8 @@
 """The few Docker Engine API calls the agent makes, through aiodocker.
 
 Every failure (unreachable, slow, a bad answer, a stream cut or garbled mid-message)
-becomes DockerUnavailable, except a 404, which is NotFound: the container is gone.
+becomes DockerUnavailable, except "no such container" (a 404 from Docker, a 500 from
+Podman), which is NotFound: the container is gone.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ async def inspect_container(docker: aiodocker.Docker, container_id: str) -> dict
     try:
         found = await docker.containers.get(container_id)
     except aiodocker.DockerError as exc:
-        if exc.status == 404:
+        # Podman answers 500 for a container being removed: what it says is what counts.
+        if exc.status == 404 or "no such container" in str(exc.message).lower():
             raise NotFound(container_id) from None
         raise _unavailable(f"GET /containers/{container_id}/json", exc) from None
     except _FAILURES as exc:

@@ -118,7 +118,8 @@ def container_of(inspect: dict[str, Any], icmp_available: bool = False) -> Conta
     labels = {str(k): str(v) for k, v in _dict(config.get("Labels")).items()}
     container_id = str(inspect.get("Id") or "")
     name = str(inspect.get("Name") or "").lstrip("/")
-    running = bool(state.get("Running"))
+    # Podman's stop grace period: `stopping`, Running false, and still serving until it stops.
+    running = bool(state.get("Running")) or state.get("Status") == "stopping"
     paused = bool(state.get("Paused"))
     networks = _networks(inspect)
     note = ""

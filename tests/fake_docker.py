@@ -81,6 +81,8 @@ class FakeDocker:
         """Answer a list or an inspect with bytes that are not JSON."""
         self.inspect_delay: dict[str, float] = {}
         """Seconds to wait before answering an inspect, by container id."""
+        self.podman = False
+        """Answer as Podman does: a 500 "no such container" for a container that is gone."""
         self.refuse_events = False
         """Answer every /events request with a 500, as an engine whose stream is broken."""
         self.inspecting = 0
@@ -210,6 +212,11 @@ class FakeDocker:
         if method == "GET" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "json":
             if parts[1] in self.containers:
                 return "200 OK", json.dumps(self.containers[parts[1]]).encode()
+            if self.podman:
+                return "500 Internal Server Error", (
+                    b'{"cause": "no such container", "message": "no such container",'
+                    b' "response": 500}'
+                )
             return "404 Not Found", b'{"message": "No such container"}'
         return "404 Not Found", b'{"message": "page not found"}'
 

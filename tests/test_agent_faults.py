@@ -216,7 +216,7 @@ async def test_the_resync_applies_and_logs_the_diff(fake: FakeDocker) -> None:
         resyncs = [e for e in logs if e["event"] == "docker.resync" and e["log_level"] == "info"]
         assert sum(e["added"] for e in resyncs) == 1
         assert sum(e["removed"] for e in resyncs) == 1
-        assert run.seen.actions("c6") == ["start", "stop"]
+        assert run.seen.actions("c6") == ["start", "destroy"]  # gone, as its inspect says
 
 
 async def test_network_connect_and_disconnect_change_the_targets(fake: FakeDocker) -> None:
