@@ -5,6 +5,7 @@ The resync interval is long here, so that what is found is found by the event st
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.docker_support import LABEL, Containers, docker
+from tests.engine_proxy import EngineProxy
 from tests.services import wait_for
 from tests.test_agent_docker import history, rows
 from tests.test_agent_shipping import Stack, container_id
@@ -106,3 +108,60 @@ def test_a_container_with_megabytes_of_labels_does_not_wedge_discovery(
     log = stack.agent.output()
     assert "docker.unreachable" not in log
     assert "Traceback" not in log
+
+
+def test_a_resync_heals_a_missed_destroy_and_a_missed_disconnect(
+    tmp_path: Path, database_url: str, containers: Containers
+) -> None:
+    """With the stream cut while a container is removed and another leaves a network, no stale row stays."""
+    proxy = EngineProxy(Path(tempfile.mkdtemp(prefix="dpx-", dir="/tmp")) / "engine.sock")
+    network = f"dpt-heal-{containers.session}"
+    docker("network", "create", network)
+    made = Stack(
+        tmp_path,
+        database_url,
+        DOCKPING_AGENT__DOCKER_URL=proxy.url,
+        DOCKPING_AGENT__RESYNC_INTERVAL="2s",
+    )
+    try:
+        made.start_ingest()
+        made.start_agent()
+        kept = container_id(_run(containers, f"dpt-kept-{containers.session}"))
+        removed = container_id(_run(containers, f"dpt-removed-{containers.session}"))
+        docker("network", "connect", network, kept)
+        second = containers.ip(kept, network)
+        wait_for(
+            lambda: (
+                {r["ip"] for r in rows(made, kept) if r["status"] == "up"}
+                == {containers.ip(kept), second}
+            ),
+            60,
+            "both addresses up",
+        )
+        wait_for(lambda: (r := rows(made, removed)) and r[0]["status"] == "up", 60, "up")
+        proxy.cut()
+        docker("network", "disconnect", network, kept)
+        docker("rm", "-f", removed)
+        proxy.restore()  # the events of the cut are not replayed: only a resync can see them
+        wait_for(lambda: all(r["removed"] for r in rows(made, removed)), 60, "the removed gone")
+        wait_for(
+            lambda: (
+                {r["ip"]: r["removed"] for r in rows(made, kept)}
+                == {containers.ip(kept): False, second: True}
+            ),
+            60,
+            "the left network's address gone",
+        )
+        assert "destroy" in [e["action"] for e in history(made, removed)]
+        disconnects = [
+            e["detail"]["network"]
+            for e in history(made, kept)
+            if e["action"] == "network_disconnect"
+        ]
+        assert disconnects == [network]
+    finally:
+        made.close()
+        proxy.close()
+        docker("rm", "-f", *containers.names, check=False)
+        containers.cleanup()
+        docker("network", "rm", network, check=False)
