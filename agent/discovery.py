@@ -26,6 +26,7 @@ from agent.targets import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
     Container,
+    Target,
     container_of,
     disabled,
 )
@@ -263,6 +264,24 @@ _APPEARING = frozenset({"start", "restart"})
 _ENDING = frozenset({"stop", "die", "kill", "oom", "destroy"})
 
 
+def _with_members(owner: Container, ports: set[int]) -> Container:
+    """The owner of a network namespace, probed on the ports of the containers sharing it too."""
+    extra = sorted(ports - set(owner.ports))
+    if not extra or disabled(owner.labels) or not any(owner.networks.values()):
+        return owner
+    interval = owner.targets[0].interval if owner.targets else None
+    own = tuple(t for t in owner.targets if t.protocol != "icmp")  # TCP ports now
+    added = tuple(
+        Target(owner.id, ip, port, "tcp", network, owner.name, interval)
+        for network, ips in sorted(owner.networks.items())
+        for ip in ips
+        for port in extra
+    )
+    return dataclasses.replace(
+        owner, ports=tuple(sorted({*owner.ports, *extra})), targets=own + added, note=""
+    )
+
+
 class _Networks:
     """A container's networks before and after a refresh, and which events said so."""
 
@@ -345,6 +364,10 @@ class Discovery:
         """The last start emitted per container, so that stream and resync emit it once."""
         self._addresses: dict[str, dict[str, tuple[str, ...]]] = {}
         """Per container, its networks' IPs when last seen running, kept while it is stopped."""
+        self._bases: dict[str, Container] = {}
+        """The running containers as their own inspect says, before sharing a namespace."""
+        self._owners: dict[str, str] = {}
+        """Per container sharing another's network namespace, that container's id."""
         self.unhandled: Counter[str] = Counter()
         """Events of actions discovery does not handle, by type.action; each logged once."""
         self.resyncs = 0
@@ -481,6 +504,7 @@ class Discovery:
             else:
                 self._calls_state(True)
                 container = container_of(inspect, self.icmp)
+                self._note_owner(container_id, inspect)
                 started = _parse_docker_timestamp((inspect.get("State") or {}).get("StartedAt"))
         if gone:
             self._forget(container_id)
@@ -591,20 +615,62 @@ class Discovery:
             if isinstance(work, _Check):
                 work.round.error = work.round.error or error
 
+    def _note_owner(self, container_id: str, inspect: dict[str, Any]) -> None:
+        """Remember whose network namespace a container shares (`container:ID`, a pod's infra)."""
+        mode = str((inspect.get("HostConfig") or {}).get("NetworkMode") or "")
+        owner = mode.removeprefix("container:") if mode.startswith("container:") else ""
+        if owner and owner != container_id:
+            self._owners[container_id] = owner
+        else:
+            self._owners.pop(container_id, None)
+
     def _keep(self, container: Container) -> None:
         if not container.running:
             self._forget(container.id)
             return
-        previous = self.containers.get(container.id)
-        self.containers[container.id] = container
-        if previous is None or not _same(previous, container):
-            if container.note and not container.targets:
-                log.info("container.no_probe", container=container.name, reason=container.note)
-            self.on_container(container.id, container)
+        self._bases[container.id] = container
+        self._publish(container.id)
+        owner = self._owners.get(container.id)
+        if owner is not None:
+            self._publish(owner)  # its ports are probed on the owner's addresses
 
     def _forget(self, container_id: str) -> None:
+        self._bases.pop(container_id, None)
+        owner = self._owners.pop(container_id, None)
         if self.containers.pop(container_id, None) is not None:
             self.on_container(container_id, None)
+        if owner is not None:
+            self._publish(owner)
+
+    def _publish(self, container_id: str) -> None:
+        """Tell the agent a container's targets: one set per network namespace, its owner's."""
+        base = self._bases.get(container_id)
+        if base is None:
+            return
+        owner = self._owners.get(container_id)
+        if owner is not None:
+            shown = dataclasses.replace(
+                base,
+                targets=(),
+                note=f"shares the network namespace of container {owner[:12]}:"
+                " its ports are probed on that container's addresses",
+            )
+        else:
+            shown = _with_members(
+                base,
+                {
+                    port
+                    for member, of in self._owners.items()
+                    if of == container_id and member in self._bases
+                    for port in self._bases[member].ports
+                },
+            )
+        previous = self.containers.get(container_id)
+        self.containers[container_id] = shown
+        if previous is None or not _same(previous, shown):
+            if shown.note and not shown.targets:
+                log.info("container.no_probe", container=shown.name, reason=shown.note)
+            self.on_container(container_id, shown)
 
     # The resync
 

@@ -176,3 +176,27 @@ async def test_the_warning_names_the_engines_error(socket_dir_path: Path) -> Non
 def socket_dir_path(tmp_path: Path) -> Path:
     """A directory where no engine listens."""
     return tmp_path
+
+
+async def test_containers_sharing_a_network_namespace_give_one_set_of_targets(
+    fake: FakeDocker,
+) -> None:
+    """Two members of a pod (NetworkMode container:infra) are probed once, as the infra container, on their ports."""
+    fake.containers["i1"] = inspect_payload("i1", "pod-infra", {"podman": "10.88.3.2"}, ports=())
+    for member, port in (("m1", 8000), ("m2", 8001)):
+        fake.containers[member] = inspect_payload(
+            member, f"pod-{member}", {"podman": "10.88.3.2"}, ports=(port,)
+        )
+        fake.containers[member]["HostConfig"]["NetworkMode"] = "container:i1"
+    async with Running(fake) as run:
+        await until(lambda: len(run.seen.targets.get("i1", ())) == 2, "the pod's two ports")
+        assert {(t.ip, t.port, t.container_name) for t in run.seen.targets["i1"]} == {
+            ("10.88.3.2", 8000, "pod-infra"),
+            ("10.88.3.2", 8001, "pod-infra"),
+        }
+        assert run.seen.targets["m1"] == ()
+        assert run.seen.targets["m2"] == ()
+        fake.containers["m2"]["State"]["Running"] = False
+        fake.emit("container", "die", "m2", name="pod-m2", exitCode="0")
+        await until(lambda: len(run.seen.targets.get("i1", ())) == 1, "one port left")
+        assert {t.port for t in run.seen.targets["i1"]} == {8000}

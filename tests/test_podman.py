@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.podman_support import Podman, podman, podman_engine  # noqa: F401 - fixtures
+from tests.podman_support import IMAGE, Podman, podman, podman_engine  # noqa: F401 - fixtures
 from tests.services import wait_for
 from tests.test_agent_docker import history, rows
 from tests.test_agent_shipping import Stack
@@ -129,3 +129,29 @@ def test_a_restart_with_a_new_ip_on_podman_drops_the_old_address(
         raise
     up = [r["ip"] for r in rows(stack, cid) if r["status"] == "up" and not r["removed"]]
     assert up == [new]
+
+
+def test_a_pod_is_probed_once_as_its_infra_container(stack: Stack, podman: Podman) -> None:  # noqa: F811
+    """Two members of a pod, each with a port label: one address with both ports, attributed to the pod's infra container."""
+    pod = podman.name("pod")
+    podman("pod", "create", "--name", pod)
+    first = podman.run("m1", "--pod", pod, "--label", "dockping.ports=8000")
+    podman(
+        "run",
+        "-d",
+        "--pod",
+        pod,
+        "--name",
+        podman.name("m2"),
+        "--label",
+        "dockping.ports=8001",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "8001",
+    )
+    infra = podman("pod", "inspect", "-f", "{{.InfraContainerID}}", pod)
+    wait_for(lambda: _by_port(stack, infra) == {8000: "up", 8001: "up"}, 60, "the pod's ports up")
+    assert {r["ip"] for r in rows(stack, infra)} == {podman.ip(first)}
+    assert rows(stack, _id(podman, first)) == []
