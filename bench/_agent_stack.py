@@ -104,15 +104,13 @@ def agent_stack(label: str, **settings: str) -> Iterator[AgentStack]:
             wait_healthy(f"http://127.0.0.1:{query_port}")
             processes.append(subprocess.Popen([sys.executable, "-m", "dockping", "agent"], env=env))
             time.sleep(3)  # the agent connected to Docker
-            yield AgentStack(url, f"http://127.0.0.1:{query_port}")
-            for process in reversed(processes):
-                process.terminate()
-                process.wait(30)
+            try:
+                yield AgentStack(url, f"http://127.0.0.1:{query_port}")
+            finally:
+                # Before the scratch directory goes: the agent writes its spool there.
+                _stop(processes)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        _stop(processes)
         listed = subprocess.run(
             ["docker", "ps", "-aq", "--filter", f"label={label}"],
             capture_output=True,
@@ -123,3 +121,14 @@ def agent_stack(label: str, **settings: str) -> Iterator[AgentStack]:
             subprocess.run(
                 ["docker", "rm", "-f", *listed.stdout.split()], capture_output=True, check=False
             )
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
