@@ -479,6 +479,9 @@ class Discovery:
                         error=f"{type(exc).__name__}: {exc}",
                     )
                     self._fail_checks(batch, f"{type(exc).__name__}: {exc}")
+                    for work in batch:
+                        if isinstance(work, _Check):
+                            work.round.finish_one()  # its resync ends, failed, and is retried
         finally:
             self._pending.pop(container_id, None)
 
