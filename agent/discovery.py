@@ -1,9 +1,11 @@
-"""Follow Docker: the event stream applied as it arrives, and a full re-list every resync.
+"""Follow Docker (or Podman): the event stream applied as it arrives, and a re-list every resync.
 
 Every event is checked against the container's inspect payload, the authority on what
 runs now, so that an event replayed late or out of order never undoes a newer state.
-The stream is reconnected with capped exponential backoff and jitter, replaying from
-the last event seen; each reconnect is followed by a resync at once.
+Containers are applied concurrently, each one's events in order. The stream is
+reconnected with capped exponential backoff and jitter, replaying from the last event
+seen; each reconnect asks for a resync at once, and the resync runs on its own schedule
+whatever the stream does. What a resync finds without an event is emitted as one.
 """
 
 from __future__ import annotations
@@ -411,7 +413,7 @@ class Discovery:
                         self._dispatch(item)
             except DockerUnavailable as exc:
                 self._stream_state(False, str(exc))
-            except Exception as exc:
+            except Exception as exc:  # an answer of a shape we did not foresee: never the end
                 log.error("docker.session.failed", error=f"{type(exc).__name__}: {exc}")
                 self._stream_state(False, f"{type(exc).__name__}: {exc}")
             if read or anyio.current_time() - opened > BACKOFF_CAP:
@@ -472,7 +474,7 @@ class Discovery:
                 self._pending[container_id] = []
                 try:
                     await self._apply(client, container_id, batch)
-                except Exception as exc:
+                except Exception as exc:  # one container's surprise never ends discovery
                     log.error(
                         "docker.event.failed",
                         container_id=container_id,
@@ -690,7 +692,7 @@ class Discovery:
                 await self.resync(client)
             except DockerUnavailable as exc:
                 self._calls_state(False, str(exc))
-            except Exception as exc:
+            except Exception as exc:  # a listing of a shape we did not foresee: retried
                 log.error("docker.session.failed", error=f"{type(exc).__name__}: {exc}")
                 self._calls_state(False, f"{type(exc).__name__}: {exc}")
             else:
