@@ -554,11 +554,18 @@ class Discovery:
                 self._started[container_id] = when
             exit_code = _exit_code(event.attributes) if event.action in ("die", "oom") else None
             for network in moved.named(event):
+                stamp = when
+                if (event.action in _ENDING and not running) or (
+                    event.action == "network_disconnect" and network not in moved.now
+                ):
+                    # Its targets were probed until now, when they are dropped: stamped with
+                    # the engine's earlier time, a probe made meanwhile would outlive the end.
+                    stamp = max(when, datetime.now(UTC))
                 self.on_lifecycle(
                     lifecycle_event(
                         event.action,
                         known,
-                        when,
+                        stamp,
                         exit_code=exit_code,
                         network=network,
                         health=event.health,

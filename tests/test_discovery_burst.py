@@ -43,7 +43,7 @@ LIFE = [
 
 
 # The last start's StartedAt, which its event takes: after every event of the test.
-_LATER = (datetime.now(UTC) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+_LATER = (datetime.now(UTC) + timedelta(days=1)).isoformat().replace("+00:00", "Z")
 
 
 def _emit(fake: FakeDocker, container_id: str, kind: str, action: str) -> None:
