@@ -1,20 +1,22 @@
 """The few Docker Engine API calls the agent makes, through aiodocker.
 
 Every failure (unreachable, slow, a bad answer, a stream cut or garbled mid-message)
-becomes DockerUnavailable, except a 404, which is NotFound: the container is gone.
+becomes DockerUnavailable, except "no such container" (a 404 from Docker, a 500 from
+Podman), which is NotFound: the container is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiodocker
 import aiohttp
-import anyio
 
 # A list or an inspect slower than this means the engine is not answering.
 CALL_TIMEOUT = 10.0
@@ -63,7 +65,8 @@ async def inspect_container(docker: aiodocker.Docker, container_id: str) -> dict
     try:
         found = await docker.containers.get(container_id)
     except aiodocker.DockerError as exc:
-        if exc.status == 404:
+        # Podman answers 500 for a container being removed: what it says is what counts.
+        if exc.status == 404 or "no such container" in str(exc.message).lower():
             raise NotFound(container_id) from None
         raise _unavailable(f"GET /containers/{container_id}/json", exc) from None
     except _FAILURES as exc:
@@ -74,41 +77,119 @@ async def inspect_container(docker: aiodocker.Docker, container_id: str) -> dict
     return dict(payload)
 
 
+# An event line longer than this is not decoded: a container's labels ride in every one of
+# its events, and whoever starts a container chooses them. Its head and tail still say which
+# container it was about and when (Docker writes the labels between the two).
+MAX_EVENT_BYTES = 1 << 20
+_KEEP_BYTES = 4096
+_HEAD_FIELDS = {
+    "Type": re.compile(rb'"Type"\s*:\s*"([a-z]{1,32})"'),
+    "Action": re.compile(rb'"Action"\s*:\s*"([A-Za-z0-9_:. -]{1,64})"'),
+    "ID": re.compile(rb'"ID"\s*:\s*"([0-9A-Za-z_.-]{1,128})"'),
+}
+_TIME_NANO = re.compile(rb'"timeNano"\s*:\s*(\d{1,20})')
+
+
+@dataclass(frozen=True)
+class OverlongEvent:
+    """An event line over MAX_EVENT_BYTES, skipped; what its head and tail say of it."""
+
+    size: int
+    event: dict[str, Any] | None
+    """Type, Action, Actor.ID and timeNano, without attributes; None when they were not found."""
+
+
+def _overlong(head: bytes, tail: bytes, size: int) -> OverlongEvent:
+    # Everything before "Attributes" is Docker's own (type, action, id, image reference);
+    # the container's text starts there. timeNano is the last field of the line.
+    head = head.split(b'"Attributes"', 1)[0]
+    found = {key: pattern.search(head) for key, pattern in _HEAD_FIELDS.items()}
+    nanos = _TIME_NANO.findall(tail)
+    if not all(found.values()) or not nanos:
+        return OverlongEvent(size, None)
+    text = {key: match.group(1).decode() for key, match in found.items() if match}
+    time_nano = int(nanos[-1])
+    event: dict[str, Any] = {
+        "Type": text["Type"],
+        "Action": text["Action"],
+        "Actor": {"ID": text["ID"], "Attributes": {}},
+        "time": time_nano // 1_000_000_000,
+        "timeNano": time_nano,
+    }
+    return OverlongEvent(size, event)
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes | OverlongEvent]:
+    """Split a byte stream into lines, none held beyond MAX_EVENT_BYTES."""
+    line = bytearray()
+    head = b""
+    tail = bytearray()
+    skipped = 0  # bytes of the current line over the limit, 0 while it is within it
+    async for chunk in chunks:
+        start = 0
+        while start <= len(chunk):
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end]
+            if skipped:
+                skipped += len(piece)
+                tail = (tail + piece)[-_KEEP_BYTES:]
+            else:
+                line += piece
+                if len(line) > MAX_EVENT_BYTES:
+                    head, tail, skipped = bytes(line[:_KEEP_BYTES]), line[-_KEEP_BYTES:], len(line)
+                    line = bytearray()
+            if end < 0:
+                break
+            if skipped:
+                yield _overlong(head, bytes(tail), skipped)
+                skipped, tail = 0, bytearray()
+            elif line.strip():
+                yield bytes(line)
+            line = bytearray()
+            start = end + 1
+
+
+EventItem = dict[str, Any] | OverlongEvent | None
+
+
 @asynccontextmanager
 async def event_stream(
     docker: aiodocker.Docker, since: str | None
-) -> AsyncIterator[AsyncIterator[dict[str, Any] | None]]:
+) -> AsyncIterator[AsyncIterator[EventItem]]:
     """Open the container and network event stream; yields an iterator of events.
 
-    The iterator yields None for an event that is not a JSON object, and raises
-    DockerUnavailable when the stream breaks, ends, or carries a line that is not JSON
-    (aiodocker ends the stream there; the caller reconnects with `since` and resyncs).
+    The stream is open (the engine answered) when this enters. The iterator yields each
+    event as a dict, None for an event that is not a JSON object, and an OverlongEvent for
+    a line too long to decode. It raises DockerUnavailable when the stream breaks, ends,
+    or carries a line that is not JSON (the caller reconnects with `since` and resyncs).
     """
     params: dict[str, str] = {"filters": json.dumps({"type": ["container", "network"]})}
     if since is not None:
         params["since"] = since
-    subscriber = docker.events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
-    failure: list[BaseException] = []
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=None, connect=CALL_TIMEOUT)
+    try:
+        # aiodocker's own events reader splits lines with aiohttp's readline, which fails the
+        # whole stream on a line over 512 KiB; the raw response is read here instead.
+        response = await docker._do_query("events", method="GET", params=params, timeout=timeout)
+    except _FAILURES as exc:
+        raise _unavailable("GET /events", exc) from None
 
-    async def pump() -> None:
+    async def events() -> AsyncIterator[EventItem]:
         try:
-            await docker.events.run(**params)  # type: ignore[arg-type]
+            async for line in _lines(response.content.iter_any()):
+                if isinstance(line, OverlongEvent):
+                    yield line
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError as exc:
+                    raise _unavailable("GET /events: a line that is not JSON", exc) from None
+                yield event if isinstance(event, dict) else None
         except _FAILURES as exc:
-            failure.append(exc)  # run() publishes None on the way out; the reader reports it
+            raise _unavailable("GET /events", exc) from None
+        raise DockerUnavailable("GET /events: the Docker event stream ended")
 
-    async def events() -> AsyncIterator[dict[str, Any] | None]:
-        while True:
-            event = await subscriber.get()
-            if event is None:
-                reason = f": {type(failure[0]).__name__}: {failure[0]}" if failure else ""
-                raise DockerUnavailable(f"the Docker event stream ended{reason}")
-            yield event if isinstance(event, dict) else None
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(pump)
-        try:
-            yield events()
-        finally:
-            group.cancel_scope.cancel()
-            with anyio.CancelScope(shield=True):
-                await docker.events.stop()  # type: ignore[no-untyped-call]
+    try:
+        yield events()
+    finally:
+        response.close()

@@ -63,6 +63,7 @@ class Agent:
             http_rules=config.http,
             on_inventory=self._on_inventory,
             limits=Limits.of(config),
+            inspect_concurrency=config.inspect_concurrency,
         )
         self._last_ok: dict[tuple[str, str, int | None, str], bool] = {}
         # Per container, the targets declared unprobed (vantage none) since it was last seen.

@@ -31,6 +31,10 @@ _JITTER = 0.02
 _JITTER_CAP = 0.25
 # The dispatcher's granularity: far below any interval, far above a wake-up's cost.
 _TICK = 0.01
+# A container's service often listens a moment after the container starts: a new target
+# whose first probe fails is probed again this soon, then twice as late, until it answers.
+_FIRST_RETRY = 0.025
+_FIRST_RETRIES = 6
 
 
 @dataclass
@@ -39,6 +43,8 @@ class _Entry:
     due: float
     generation: int = 0
     slot: float | None = None
+    retries: int = 0
+    """Quick probes left to a new target that has not answered yet."""
 
 
 class Scheduler:
@@ -86,7 +92,7 @@ class Scheduler:
             entry = self._entries.get(key)
             if entry is None:
                 keys.add(key)
-                self._schedule(key, _Entry(target, now))
+                self._schedule(key, _Entry(target, now, retries=_FIRST_RETRIES))
             else:
                 entry.target = target  # the name, network or interval may have changed
         if not keys:
@@ -165,9 +171,20 @@ class Scheduler:
         self.probes_done += 1
         if self._entries.get(key) is not entry:
             return  # the target went away while we probed it
-        self.on_result(entry.target, result)
-        interval = entry.target.interval or self.interval
         now = time.monotonic()
+        # A quick retry reports only its success: its failures would add up to a `down`
+        # before the target's first interval, for a service still starting.
+        if result.ok or entry.retries == _FIRST_RETRIES or entry.slot is not None:
+            self.on_result(entry.target, result)
+        if not result.ok and entry.retries > 0 and entry.slot is None:
+            entry.due = now + _FIRST_RETRY * 2 ** (_FIRST_RETRIES - entry.retries)
+            entry.retries -= 1
+            self._schedule(key, entry)
+            if entry.due < self._wake_at:
+                self._changed.set()
+            return
+        entry.retries = 0
+        interval = entry.target.interval or self.interval
         if entry.slot is None:
             self._phase = (self._phase + _GOLDEN) % 1.0
             entry.slot = now + interval * max(self._phase, 0.02)

@@ -212,7 +212,8 @@ def container_of(
     labels = fit_labels(config.get("Labels"))
     container_id = fit_name(inspect.get("Id") or "")
     name = fit(str(inspect.get("Name") or "").lstrip("/"))
-    running = bool(state.get("Running"))
+    # Podman's stop grace period: `stopping`, Running false, and still serving until it stops.
+    running = bool(state.get("Running")) or state.get("Status") == "stopping"
     paused = bool(state.get("Paused"))
     networks = _networks(inspect)
     note = ""

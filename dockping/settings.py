@@ -8,7 +8,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -183,6 +183,8 @@ class AgentSettings(_Section, frozen=True):
     """A probe slower than this fails with `timeout`."""
     concurrency: int = 256
     """Most probes in flight at once."""
+    inspect_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """Most Docker inspects in flight at once, for events and resyncs together."""
     batch_interval: Duration = Duration(1)
     """Steady-state results are sent at least this often."""
     batch_max_events: int = 1000

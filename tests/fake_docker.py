@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +28,7 @@ def inspect_payload(
     running: bool = True,
     paused: bool = False,
     pid: int = 0,
+    started_at: str = "2026-11-27T20:00:00.123456789Z",
 ) -> dict[str, Any]:
     """An inspect payload as the engine returns it, with the fields the agent reads."""
     return {
@@ -38,7 +42,7 @@ def inspect_payload(
         "State": {
             "Running": running,
             "Paused": paused,
-            "StartedAt": "2026-11-27T20:00:00.123456789Z",
+            "StartedAt": started_at,
             "Pid": pid,  # 0, as the engine says of a stopped container, unless one is given
         },
         "HostConfig": {"NetworkMode": "bridge"},
@@ -89,6 +93,16 @@ class FakeDocker:
         """Seconds to wait before answering a list or an inspect."""
         self.garbage = False
         """Answer a list or an inspect with bytes that are not JSON."""
+        self.inspect_delay: dict[str, float] = {}
+        """Seconds to wait before answering an inspect, by container id."""
+        self.podman = False
+        """Answer as Podman does: a 500 "no such container" for a container that is gone."""
+        self.refuse_events = False
+        """Answer every /events request with a 500, as an engine whose stream is broken."""
+        self.inspecting = 0
+        """Inspects being answered now."""
+        self.most_inspecting = 0
+        """The most inspects ever answered at once."""
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
         self._streams: set[asyncio.Queue[bytes | None]] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -159,12 +173,12 @@ class FakeDocker:
                 parts = urlsplit(target)
                 query = parse_qs(parts.query)
                 self.requests.append((parts.path, query))
-                if parts.path.endswith("/events"):
+                if parts.path.endswith("/events") and not self.refuse_events:
                     await self._events(writer)
                     return
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                status, body = self._answer(method, parts.path)
+                status, body = await self._answer_in_time(method, parts.path)
                 if self.garbage:
                     status, body = "200 OK", b"\x00\xffnot json {"
                 writer.write(
@@ -175,13 +189,35 @@ class FakeDocker:
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            pass  # the server is closing: a request in flight ends here, unanswered
         finally:
             writer.close()
+
+    async def _answer_in_time(self, method: str, path: str) -> tuple[str, bytes]:
+        parts = path.strip("/").split("/")
+        if len(parts) == 4 and parts[1] == "containers" and parts[3] == "json":
+            self.inspecting += 1
+            self.most_inspecting = max(self.most_inspecting, self.inspecting)
+            try:
+                await asyncio.sleep(self.inspect_delay.get(parts[2], 0.0))
+                return self._answer(method, path)
+            finally:
+                self.inspecting -= 1
+        return self._answer(method, path)
+
+    def inspections(self, container_id: str) -> int:
+        """How many times a container was inspected."""
+        return sum(
+            1 for path, _ in self.requests if path.endswith(f"/containers/{container_id}/json")
+        )
 
     def _answer(self, method: str, path: str) -> tuple[str, bytes]:
         parts = path.strip("/").split("/")
         if parts and parts[0].startswith("v1."):
             parts = parts[1:]  # clients pin an API version: /v1.41/containers/json
+        if parts == ["events"]:
+            return "500 Internal Server Error", b'{"message": "the event stream is refused"}'
         if method == "GET" and parts == ["version"]:
             return "200 OK", b'{"ApiVersion": "1.41", "Version": "20.10.24-fake"}'
         if method == "GET" and parts == ["containers", "json"]:
@@ -190,6 +226,11 @@ class FakeDocker:
         if method == "GET" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "json":
             if parts[1] in self.containers:
                 return "200 OK", json.dumps(self.containers[parts[1]]).encode()
+            if self.podman:
+                return "500 Internal Server Error", (
+                    b'{"cause": "no such container", "message": "no such container",'
+                    b' "response": 500}'
+                )
             return "404 Not Found", b'{"message": "No such container"}'
         return "404 Not Found", b'{"message": "page not found"}'
 
@@ -210,3 +251,14 @@ class FakeDocker:
                 await writer.drain()
         finally:
             self._streams.discard(queue)
+
+
+@contextlib.asynccontextmanager
+async def fake_engine() -> AsyncIterator[FakeDocker]:
+    """A running fake engine on a socket in a short directory of its own (unix paths are short)."""
+    directory = Path(tempfile.mkdtemp(prefix="dpf-", dir="/tmp"))
+    try:
+        async with FakeDocker(directory / "docker.sock") as engine:
+            yield engine
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

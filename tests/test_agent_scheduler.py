@@ -144,3 +144,22 @@ async def test_a_probe_past_its_deadline_is_a_timeout(hung: int) -> None:
     assert {(r.ok, r.error, r.latency_ms) for _, _, r in results.items} == {
         (False, "timeout", None)
     }
+
+
+async def test_a_new_target_that_is_not_listening_yet_is_retried_until_it_answers() -> None:
+    """A new target refused at first is probed again soon; only its first failure and its success are reported."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        results = Results()
+        scheduler = Scheduler(3600, 1.0, 8, results)
+        async with anyio.create_task_group() as group:
+            group.start_soon(scheduler.run)
+            scheduler.replace("late", (Target("late", "127.0.0.1", port, "tcp"),))
+            await until(lambda: results.items)
+            server.listen(16)  # the service starts listening a moment after its container
+            await until(lambda: any(r.ok for _, _, r in results.items), timeout=5)
+            await anyio.sleep(0.5)
+            group.cancel_scope.cancel()
+    reported = [(False, "refused"), (True, None)]
+    assert reported == [(r.ok, r.error) for _, _, r in results.items]
