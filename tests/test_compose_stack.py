@@ -171,7 +171,11 @@ def stack(docker_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         directory=directory,
         project=f"dockpingstack{suffix}",
         ports={"ingest": free_port(), "query": free_port(), "notify": free_port()},
-        secrets={"POSTGRES_PASSWORD": secrets.token_hex(16), "INGEST_TOKEN": secrets.token_hex(16)},
+        secrets={
+            "POSTGRES_PASSWORD": secrets.token_hex(16),
+            "INGEST_TOKEN": secrets.token_hex(16),
+            "NOTIFY_TOKEN": secrets.token_hex(16),
+        },
         agent_id=f"stack-{suffix}",
     )
     stack.env = {

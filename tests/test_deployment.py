@@ -177,7 +177,7 @@ def test_an_unedited_example_env_file_is_refused_naming_each_secret(tmp_path: Pa
             assert done.returncode != 0, f"{path.name} starts without {name}"
             assert name in done.stderr, done.stderr
             refused.add(name)
-    assert {"POSTGRES_PASSWORD", "INGEST_TOKEN", "AGENT_TOKEN"} <= refused
+    assert {"POSTGRES_PASSWORD", "INGEST_TOKEN", "NOTIFY_TOKEN", "AGENT_TOKEN"} <= refused
 
 
 def test_the_stack_refuses_to_run_without_the_secrets(tmp_path: Path) -> None:
