@@ -52,7 +52,7 @@ BACKOFF_FIRST = 0.25
 BACKOFF_CAP = 10.0
 OnContainer = Callable[[str, Container | None], None]
 OnLifecycle = Callable[[ContainerEvent], None]
-# After each complete resync: when, and the ids of every container held (running or paused).
+# After each complete resync: when, and the ids of every container the engine holds.
 OnInventory = Callable[[datetime, list[str]], None]
 
 
@@ -739,6 +739,10 @@ class Discovery:
 
     async def resync(self, client: aiodocker.Docker) -> ResyncDiff:
         """List every running container and apply the difference with what we hold."""
+        # The inventory's time is taken before the lists: a container made after them has an
+        # event newer than the inventory, and is never taken for gone.
+        taken = datetime.now(UTC)
+        existing = await docker_api.list_container_ids(client)
         listed = await docker_api.list_containers(client)
         round_ = _Round()
         seen: set[str] = set()
@@ -767,13 +771,15 @@ class Discovery:
         if round_.error:
             raise DockerUnavailable(round_.error)
         self._calls_state(True)
-        return self._resync_done(round_)
+        return self._resync_done(round_, taken, existing)
 
-    def _resync_done(self, round_: _Round) -> ResyncDiff:
-        """A complete resync: what we hold is what Docker lists."""
+    def _resync_done(self, round_: _Round, taken: datetime, existing: list[str]) -> ResyncDiff:
+        """A complete resync: what we hold is what Docker lists. The inventory names every
+        container the engine holds, stopped ones too, so that one removed while no agent
+        watched is gone whatever its last state."""
         self.resyncs += 1
         self.resynced.set()
-        self.on_inventory(datetime.now(UTC), sorted(self.containers))
+        self.on_inventory(taken, sorted(set(existing)))
         self.last_diff = ResyncDiff(round_.added, round_.changed, round_.removed)
         (log.info if round_.added or round_.changed or round_.removed else log.debug)(
             "docker.resync",

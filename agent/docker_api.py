@@ -60,6 +60,15 @@ async def list_containers(docker: aiodocker.Docker) -> list[dict[str, Any]]:
     return [dict(item) for item in summaries if isinstance(item, dict)]
 
 
+async def list_container_ids(docker: aiodocker.Docker) -> list[str]:
+    """The ids of every container the engine holds, whatever its state."""
+    try:
+        listed = await docker.containers.list(all=True)
+    except _FAILURES as exc:
+        raise _unavailable("GET /containers/json?all=1", exc) from None
+    return [item.id for item in listed if isinstance(getattr(item, "id", None), str)]
+
+
 async def inspect_container(docker: aiodocker.Docker, container_id: str) -> dict[str, Any]:
     """One container's inspect payload; NotFound when it is gone."""
     try:

@@ -232,10 +232,10 @@ class HeartbeatEvent(msgspec.Struct, tag="heartbeat", tag_field="type", frozen=T
 
 
 class InventoryEvent(msgspec.Struct, tag="inventory", tag_field="type", frozen=True, kw_only=True):
-    """After a complete resync: every container the agent watches (running or paused).
+    """After a complete resync: every container the engine holds, whatever its state.
 
-    Identified by (agent, time). A container of the agent missing from it, last seen running
-    or paused and with no event newer than it, is gone.
+    Identified by (agent, time). A container of the agent missing from it, with no probe or
+    lifecycle event newer than it, is gone.
     """
 
     time: Time

@@ -72,7 +72,7 @@ def _summary(inspect: dict[str, Any]) -> dict[str, Any]:
         "Id": inspect["Id"],
         "Names": [inspect["Name"]],
         "Labels": inspect["Config"]["Labels"],
-        "State": "paused" if state["Paused"] else "running",
+        "State": "paused" if state["Paused"] else "running" if state["Running"] else "exited",
         "Status": _status_text(state),
         "Ports": [
             {"PrivatePort": int(spec.partition("/")[0]), "Type": "tcp"}
@@ -178,7 +178,8 @@ class FakeDocker:
                     return
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                status, body = await self._answer_in_time(method, parts.path)
+                every = query.get("all", [""])[0] in ("1", "true", "True")
+                status, body = await self._answer_in_time(method, parts.path, every)
                 if self.garbage:
                     status, body = "200 OK", b"\x00\xffnot json {"
                 writer.write(
@@ -194,17 +195,17 @@ class FakeDocker:
         finally:
             writer.close()
 
-    async def _answer_in_time(self, method: str, path: str) -> tuple[str, bytes]:
+    async def _answer_in_time(self, method: str, path: str, every: bool) -> tuple[str, bytes]:
         parts = path.strip("/").split("/")
         if len(parts) == 4 and parts[1] == "containers" and parts[3] == "json":
             self.inspecting += 1
             self.most_inspecting = max(self.most_inspecting, self.inspecting)
             try:
                 await asyncio.sleep(self.inspect_delay.get(parts[2], 0.0))
-                return self._answer(method, path)
+                return self._answer(method, path, every)
             finally:
                 self.inspecting -= 1
-        return self._answer(method, path)
+        return self._answer(method, path, every)
 
     def inspections(self, container_id: str) -> int:
         """How many times a container was inspected."""
@@ -212,7 +213,7 @@ class FakeDocker:
             1 for path, _ in self.requests if path.endswith(f"/containers/{container_id}/json")
         )
 
-    def _answer(self, method: str, path: str) -> tuple[str, bytes]:
+    def _answer(self, method: str, path: str, every: bool = False) -> tuple[str, bytes]:
         parts = path.strip("/").split("/")
         if parts and parts[0].startswith("v1."):
             parts = parts[1:]  # clients pin an API version: /v1.41/containers/json
@@ -221,7 +222,10 @@ class FakeDocker:
         if method == "GET" and parts == ["version"]:
             return "200 OK", b'{"ApiVersion": "1.41", "Version": "20.10.24-fake"}'
         if method == "GET" and parts == ["containers", "json"]:
-            listed = [_summary(c) for c in self.containers.values() if c["State"]["Running"]]
+            # all=1 lists stopped containers too; without it, the engine's default: running.
+            listed = [
+                _summary(c) for c in self.containers.values() if every or c["State"]["Running"]
+            ]
             return "200 OK", json.dumps(listed).encode()
         if method == "GET" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "json":
             if parts[1] in self.containers:

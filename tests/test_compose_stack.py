@@ -128,6 +128,23 @@ class Stack:
                 return found
         return None
 
+    def running_ids(self) -> set[str]:
+        """The full ids of this stack's running containers, as Docker says."""
+        label = f"label=com.docker.compose.project={self.project}"
+        return set(docker("ps", "-q", "--no-trunc", "--filter", label).split())
+
+    def one_row_per_live_address(self) -> bool:
+        """Whether the listing shows this stack's addresses once each, all of running ones."""
+        items = self.get("query", "/api/v1/addresses", q=self.project, limit=500).json()["items"]
+        mine = [i for i in items if i["compose_project"] == self.project]
+        keys = [(i["container_name"], i["ip"], i["port"], i["protocol"]) for i in mine]
+        running = self.running_ids()
+        return (
+            bool(mine)
+            and len(keys) == len(set(keys))
+            and all(i["container_id"] in running for i in mine)
+        )
+
     def health(self, container: str) -> Health:
         """What an agent last wrote to its health file."""
         text = docker("exec", container, "cat", f"/var/lib/dockping/{FILE_NAME}")
@@ -347,8 +364,13 @@ def test_make_down_then_make_up_keeps_the_data(stack: Stack) -> None:
     kept = stack.get("query", f"/api/v1/targets/{before['target_id']}")
     assert kept.status_code == 200
     assert history[0] in stack.probe_times(before["target_id"])
-    # INVENTORY (issue 24): once the inventory event lands, assert here that after make down and
-    # make up every live address of this project is exactly one row (no stale duplicates).
+    # The previous run's containers, removed by make down, are gone at the new agent's first
+    # inventory: the listing holds one row per live address, every one of a running container.
+    wait_for(lambda: stack.one_row_per_live_address(), 60, "one row per live address")
+    gone = stack.get("query", f"/api/v1/targets/{before['target_id']}").json()
+    assert gone["container_id"] == before["container_id"]
+    if before["container_id"] not in stack.running_ids():
+        assert gone["status"] == "gone"
 
 
 def test_the_socket_proxy_agent_replaces_the_root_one_for_good(stack: Stack) -> None:

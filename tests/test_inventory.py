@@ -16,7 +16,7 @@ from db.append import EventWriter
 from db.rebuild import rebuild
 from dockping.contract import Batch, ContainerEvent, Event, InventoryEvent, ProbeEvent
 from tests.projection_support import BASE, agent_numbers
-from tests.test_status import STOPPING, reference
+from tests.test_status import reference
 
 CONTAINERS = [f"c{i}" for i in range(4)]
 ACTIONS = ["start", "stop", "die", "pause", "unpause", "destroy"]
@@ -96,7 +96,7 @@ def modelled(history: Any) -> dict[str, str]:
         mine = [(at(s), a) for c, s, a in lifecycle if c == container]
         action_at, action = max(mine) if mine else (None, None)
         probe_at, ok = max((at(s), ok) for c, s, ok in probes if c == container)
-        absent = container not in listed and action not in STOPPING
+        absent = container not in listed
         result[container] = reference(
             action,
             action_at,

@@ -62,12 +62,12 @@ def reference(
     stopping = action in STOPPING
     if action == "destroy":
         return "gone"
-    if not stopping:
-        if detached_at is not None and detached_at >= probed:
-            return "gone"
-        # Missing from an inventory newer than its last probe and lifecycle event.
-        if absent and inventory_at is not None and inventory_at > max(probed, action_at or never):
-            return "gone"
+    # Missing from an inventory (every container the engine holds) newer than its last probe
+    # and lifecycle event, whatever that event was.
+    if absent and inventory_at is not None and inventory_at > max(probed, action_at or never):
+        return "gone"
+    if not stopping and detached_at is not None and detached_at >= probed:
+        return "gone"
     if agent_silent:
         return "stale"
     if stopping and (last_probe_at is None or (action_at is not None and action_at >= probed)):

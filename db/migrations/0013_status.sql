@@ -60,8 +60,7 @@ CREATE TABLE container_absence (
 );
 CREATE INDEX container_absence_by_agent ON container_absence (agent_id);
 
--- Whether a lifecycle action leaves a container not running. Shared by the status and by the
--- inventory fold: a container that stopped is missing from an inventory by right.
+-- Whether a lifecycle action leaves a container not running.
 CREATE FUNCTION dockping_stops(action text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT action IN ('stop', 'die', 'kill', 'oom', 'destroy')
@@ -81,11 +80,9 @@ BEGIN
     WITH wanted AS (
         SELECT c.container_key
         FROM containers c
-        LEFT JOIN container_state cs USING (container_key)
         WHERE listed IS NOT NULL
           AND c.agent_id = p_agent_id
           AND (keys IS NULL OR c.container_key = ANY(keys))
-          AND NOT coalesce(dockping_stops(cs.action), false)
           AND c.container_key NOT IN (SELECT unnest(listed))
     ), removed AS (
         DELETE FROM container_absence a
@@ -217,10 +214,13 @@ CREATE FUNCTION dockping_target_status(
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN action = 'destroy' THEN 'gone'
+        -- Missing from an inventory (which lists every container the engine holds) newer than
+        -- its last probe and lifecycle event: removed while no agent watched, whatever its
+        -- last state.
+        WHEN absent AND inventory_at > coalesce(last_probe_at, '-infinity')
+             AND inventory_at > coalesce(action_at, '-infinity') THEN 'gone'
         WHEN NOT coalesce(dockping_stops(action), false)
-             AND (detached_at >= coalesce(last_probe_at, '-infinity')
-                  OR (absent AND inventory_at > coalesce(last_probe_at, '-infinity')
-                      AND inventory_at > coalesce(action_at, '-infinity'))) THEN 'gone'
+             AND detached_at >= coalesce(last_probe_at, '-infinity') THEN 'gone'
         WHEN agent_silent THEN 'stale'
         WHEN dockping_stops(action) AND (last_probe_at IS NULL OR action_at >= last_probe_at)
             THEN 'stopped'
