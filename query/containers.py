@@ -143,7 +143,7 @@ async def page(
                 status=r[7],
                 addresses_up=r[8],
                 addresses_total=r[9],
-                health=None,  # until Docker's health is stored
+                health=r[12],
                 uptime_24h=group_uptime.share(counts, ids[r[0]]),
                 status_since=r[10],
             ),

@@ -7,9 +7,10 @@
 -- would make that walk read them all, one by one). No status filter hides gone containers.
 SELECT c.container_key, c.container_id, c.name, c.image, c.compose_project, c.compose_service,
        a.name AS agent, r.status, r.addresses_up, r.addresses_total, r.status_since,
-       lower(c.name) AS name_key
+       lower(c.name) AS name_key, cs.health
 FROM containers c
 JOIN agents a USING (agent_id)
+LEFT JOIN container_state cs USING (container_key)
 {rollup}
 WHERE CASE WHEN cardinality(%(statuses)s::text[]) = 0 THEN r.status <> 'gone'
            ELSE r.status = ANY(%(statuses)s::text[]) END
