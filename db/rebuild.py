@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 
 from db.connector import translate_errors
@@ -58,9 +60,27 @@ def rebuild(url: str) -> dict[str, int]:
     if backend == "timescaledb":
         # A continuous aggregate is refreshed outside any transaction.
         with translate_errors(), psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql("refresh_probe_minutes"))
-            conn.execute(sql("refresh_probe_hours"))
+            for name in ("refresh_probe_minutes", "refresh_probe_hours"):
+                _refresh_aggregate(conn, name)
     with translate_errors(), psycopg.connect(url) as conn:
         row = conn.execute(sql("count_rollups")).fetchone()
         counts["minutes"], counts["hours"] = (int(row[0]), int(row[1])) if row else (0, 0)
     return counts
+
+
+# A refresh of the same continuous aggregate by ingest's refresher (or its policy) makes
+# TimescaleDB refuse ours at once; it ends within a refresh, so ours waits for it.
+_AGGREGATE_WAIT = 60.0
+
+
+def _refresh_aggregate(conn: psycopg.Connection, name: str) -> None:
+    """Refresh one continuous aggregate, waiting out a concurrent refresh of it."""
+    deadline = time.monotonic() + _AGGREGATE_WAIT
+    while True:
+        try:
+            conn.execute(sql(name))
+            return
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
