@@ -22,7 +22,7 @@ import psycopg_pool
 from psycopg.types.json import Jsonb
 
 from db.connector import connection
-from db.queries import sql
+from db.queries import by_target, sql
 from dockping import logs
 from dockping.freshness import freshness
 from dockping.settings import NotifyRule, Settings
@@ -279,15 +279,7 @@ class Follower:
                         key, self.channels[rule.name], target_id, None, kind, text.title, text.body
                     )
             if told:
-                ids = sorted(told)
-                await conn.execute(
-                    sql("notify_told_stale"),
-                    {
-                        "target_ids": ids,
-                        "since": [told[i][0] for i in ids],
-                        "by_silence": [told[i][1] for i in ids],
-                    },
-                )
+                await conn.execute(sql("notify_told_stale"), by_target(told, "since", "by_silence"))
             if forgotten:
                 await conn.execute(sql("notify_forget_stale"), {"target_ids": forgotten})
             return await outbox.write(conn)
