@@ -144,6 +144,20 @@ def namespace() -> Iterator[list[str]]:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
+@contextlib.contextmanager
+def listening(command: list[str]) -> Iterator[None]:
+    """Run the listeners until they say `ready`, and stop them on the way out."""
+    listeners = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert listeners.stdout is not None
+        if listeners.stdout.readline().strip() != "ready":
+            raise RuntimeError("the listeners did not start")
+        yield
+    finally:
+        listeners.terminate()
+        listeners.wait(10)
+
+
 def python(prefix: list[str], script: str, *args: object) -> list[str]:
     """A command running a Python script inside the namespace."""
     return [*prefix, sys.executable, "-c", script, *(str(a) for a in args)]

@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 from bench import Figure
-from bench._netns import BARE_LOOP, LISTENERS, available, namespace, python
+from bench._netns import BARE_LOOP, LISTENERS, available, listening, namespace, python
 from bench.agent_probe import (
     BASE_PORT,
-    CONCURRENCY,
     SINK_PORT,
     TARGETS,
     _agent,
+    _bare,
     _cpu_seconds,
     _rss_mb,
     _sink_count,
@@ -75,17 +75,6 @@ assert HTTP_LISTENERS != LISTENERS, "the listeners of bench/_netns.py changed"
 assert BARE_HTTP_LOOP != BARE_LOOP, "the bare loop of bench/_netns.py changed"
 
 
-def _bare(prefix: list[str], seconds: float, rate: float) -> tuple[float, float, float]:
-    done = subprocess.run(
-        python(prefix, BARE_HTTP_LOOP, BASE_PORT, TARGETS, CONCURRENCY, seconds, rate),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    per_second, cpu, max_rss_kb = done.stdout.split()
-    return float(per_second), float(cpu), int(max_rss_kb) / 1024
-
-
 def _measure(agent: subprocess.Popen[bytes], count_file: Path, seconds: float) -> tuple[float, ...]:
     """Events per second, events per CPU-second and the share of a core, over `seconds`."""
     t0, n0 = _sink_count(count_file)
@@ -105,33 +94,25 @@ def run() -> list[Figure]:
         scratch = Path(scratch_name)
         socket_path = scratch / "docker.sock"
         count_file = scratch / "sink.count"
-        with namespace() as prefix, fake_engine(socket_path, labels={"dockping.http": "/"}):
-            listeners = subprocess.Popen(
-                python(prefix, HTTP_LISTENERS, BASE_PORT, TARGETS, SINK_PORT, count_file),
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                assert listeners.stdout is not None
-                if listeners.stdout.readline().strip() != "ready":
-                    raise RuntimeError("the listeners did not start")
-                bare_rate, bare_busy, _ = _bare(prefix, 10, 0)
-                bare_per_cpu = bare_rate / max(bare_busy, 1e-9)
+        with (
+            namespace() as prefix,
+            fake_engine(socket_path, labels={"dockping.http": "/"}),
+            listening(python(prefix, HTTP_LISTENERS, BASE_PORT, TARGETS, SINK_PORT, count_file)),
+        ):
+            bare_rate, bare_busy, _ = _bare(prefix, 10, 0, BARE_HTTP_LOOP)
+            bare_per_cpu = bare_rate / max(bare_busy, 1e-9)
 
-                agent = _agent(prefix, scratch, socket_path, "250ms")
-                time.sleep(8)  # discovery, the first round, the pipeline full
-                agent_rate, agent_per_cpu, _ = _measure(agent, count_file, 10)
-                _stop(agent)
+            agent = _agent(prefix, scratch, socket_path, "250ms")
+            time.sleep(8)  # discovery, the first round, the pipeline full
+            agent_rate, agent_per_cpu, _ = _measure(agent, count_file, 10)
+            _stop(agent)
 
-                agent = _agent(prefix, scratch, socket_path, "20s")
-                time.sleep(25)  # the first round at once, then spread over the interval
-                steady_rate, _, agent_cpu = _measure(agent, count_file, 40)
-                rss = _rss_mb(agent.pid)
-                _stop(agent)
-                _, bare_cpu, _ = _bare(prefix, 20, TARGETS / 20)
-            finally:
-                listeners.terminate()
-                listeners.wait(10)
+            agent = _agent(prefix, scratch, socket_path, "20s")
+            time.sleep(25)  # the first round at once, then spread over the interval
+            steady_rate, _, agent_cpu = _measure(agent, count_file, 40)
+            rss = _rss_mb(agent.pid)
+            _stop(agent)
+            _, bare_cpu, _ = _bare(prefix, 20, TARGETS / 20, BARE_HTTP_LOOP)
     return [
         Figure(
             "agent HTTP probes per CPU-second, saturated",

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench import Figure
-from bench._netns import BARE_LOOP, LISTENERS, available, namespace, python
+from bench._netns import BARE_LOOP, LISTENERS, available, listening, namespace, python
 
 CONTAINERS = 100
 PORTS_EACH = 100
@@ -138,9 +138,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _bare(prefix: list[str], seconds: float, rate: float) -> tuple[float, float, float]:
+def _bare(
+    prefix: list[str], seconds: float, rate: float, script: str = BARE_LOOP
+) -> tuple[float, float, float]:
     done = subprocess.run(
-        python(prefix, BARE_LOOP, BASE_PORT, TARGETS, CONCURRENCY, seconds, rate),
+        python(prefix, script, BASE_PORT, TARGETS, CONCURRENCY, seconds, rate),
         capture_output=True,
         text=True,
         check=True,
@@ -226,31 +228,23 @@ def run() -> list[Figure]:
         scratch = Path(scratch_name)
         socket_path = scratch / "docker.sock"
         count_file = scratch / "sink.count"
-        with namespace() as prefix, fake_engine(socket_path):
-            listeners = subprocess.Popen(
-                python(prefix, LISTENERS, BASE_PORT, TARGETS, SINK_PORT, count_file),
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                assert listeners.stdout is not None
-                if listeners.stdout.readline().strip() != "ready":
-                    raise RuntimeError("the listeners did not start")
-                bare_rate, bare_busy, _ = _bare(prefix, 10, 0)
-                agent_rate, agent_per_cpu = _saturated(prefix, scratch, socket_path, count_file)
-                bare_per_cpu = bare_rate / max(bare_busy, 1e-9)
-                steady_rate, agent_cpu, rss = _steady(prefix, scratch, socket_path, count_file)
-                _, bare_cpu, bare_rss = _bare(prefix, 20, TARGETS / 20)
-                netns_socket = scratch / "netns.sock"
-                with (
-                    _container_namespace(prefix, scratch) as pid,
-                    fake_engine(netns_socket, NETNS_ADDRESS, pid),
-                ):
-                    netns_rate, _ = _saturated(prefix, scratch, netns_socket, count_file)
-                    netns_steady, netns_cpu, _ = _steady(prefix, scratch, netns_socket, count_file)
-            finally:
-                listeners.terminate()
-                listeners.wait(10)
+        with (
+            namespace() as prefix,
+            fake_engine(socket_path),
+            listening(python(prefix, LISTENERS, BASE_PORT, TARGETS, SINK_PORT, count_file)),
+        ):
+            bare_rate, bare_busy, _ = _bare(prefix, 10, 0)
+            agent_rate, agent_per_cpu = _saturated(prefix, scratch, socket_path, count_file)
+            bare_per_cpu = bare_rate / max(bare_busy, 1e-9)
+            steady_rate, agent_cpu, rss = _steady(prefix, scratch, socket_path, count_file)
+            _, bare_cpu, bare_rss = _bare(prefix, 20, TARGETS / 20)
+            netns_socket = scratch / "netns.sock"
+            with (
+                _container_namespace(prefix, scratch) as pid,
+                fake_engine(netns_socket, NETNS_ADDRESS, pid),
+            ):
+                netns_rate, _ = _saturated(prefix, scratch, netns_socket, count_file)
+                netns_steady, netns_cpu, _ = _steady(prefix, scratch, netns_socket, count_file)
     return [
         Figure(
             "agent probes per CPU-second, saturated",

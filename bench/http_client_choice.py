@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from bench import Figure
-from bench._netns import available, namespace, python
+from bench._netns import available, listening, namespace, python
 from bench.agent_http_probe import HTTP_LISTENERS
 from bench.agent_probe import BASE_PORT, SINK_PORT, TARGETS
 
@@ -112,20 +112,14 @@ def run() -> list[Figure]:
     reason = available()
     if reason:
         raise RuntimeError(reason)
-    with tempfile.TemporaryDirectory(prefix="dpbench-") as scratch, namespace() as prefix:
-        listeners = subprocess.Popen(
-            python(prefix, HTTP_LISTENERS, BASE_PORT, TARGETS, SINK_PORT, Path(scratch) / "n"),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert listeners.stdout is not None
-            if listeners.stdout.readline().strip() != "ready":
-                raise RuntimeError("the listeners did not start")
-            results = {kind: _client(prefix, kind) for kind in ("probe", "aiohttp", "httpx")}
-        finally:
-            listeners.terminate()
-            listeners.wait(10)
+    with (
+        tempfile.TemporaryDirectory(prefix="dpbench-") as scratch,
+        namespace() as prefix,
+        listening(
+            python(prefix, HTTP_LISTENERS, BASE_PORT, TARGETS, SINK_PORT, Path(scratch) / "n")
+        ),
+    ):
+        results = {kind: _client(prefix, kind) for kind in ("probe", "aiohttp", "httpx")}
     for kind, (gets, ok, _) in results.items():
         if ok < 0.9 * gets:
             print(f"   {kind}: only {ok} of {gets} GETs got a 200", file=sys.stderr)

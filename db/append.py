@@ -17,7 +17,7 @@ from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
-from db.queries import sql
+from db.queries import by_target, sql
 from dockping.contract import Batch, ContainerEvent, HeartbeatEvent, InventoryEvent, ProbeEvent
 from dockping.projection import VANTAGE_CODES, TargetState, encode_latency
 
@@ -624,15 +624,7 @@ class _Others:
 
 async def _write_windows(conn: psycopg.AsyncConnection, windows: dict[int, Window]) -> None:
     """Store targets' probe intervals and timeouts."""
-    ids = sorted(windows)
-    await conn.execute(
-        sql("update_target_windows"),
-        {
-            "target_ids": ids,
-            "intervals": [windows[i][0] for i in ids],
-            "timeouts": [windows[i][1] for i in ids],
-        },
-    )
+    await conn.execute(sql("update_target_windows"), by_target(windows, "intervals", "timeouts"))
 
 
 async def write_target_states(

@@ -7,8 +7,10 @@ does, then the SQL with %(param)s placeholders.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 QUERY_DIR = Path(__file__).parent / "queries"
 _HEADER = re.compile(r"^-- ([a-z0-9_]+) --$", re.MULTILINE)
@@ -40,3 +42,9 @@ def all_queries() -> dict[str, str]:
 def sql(name: str) -> str:
     """The SQL text of one named query."""
     return all_queries()[name]
+
+
+def by_target(rows: Mapping[int, Sequence[Any]], *names: str) -> dict[str, list[Any]]:
+    """Rows keyed by target id as an unnest's parameters: target_ids ascending, a list a column."""
+    ids = sorted(rows)
+    return {"target_ids": ids, **{name: [rows[i][n] for i in ids] for n, name in enumerate(names)}}

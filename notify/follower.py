@@ -22,7 +22,7 @@ import psycopg_pool
 from psycopg.types.json import Jsonb
 
 from db.connector import connection
-from db.queries import sql
+from db.queries import by_target, sql
 from dockping import logs
 from dockping.freshness import freshness
 from dockping.settings import NotifyRule, Settings
@@ -53,6 +53,26 @@ def channels(rules: list[NotifyRule]) -> dict[str, list[tuple[str, str]]]:
         ]
         for rule in rules
     }
+
+
+async def _targets(
+    conn: psycopg.AsyncConnection, ids: list[int]
+) -> dict[int, tuple[Target, dict[Any, Any]]]:
+    """Each target's details and its container's labels, by target id."""
+    cursor = await conn.execute(sql("notify_target_info"), {"target_ids": ids})
+    return {row[0]: (Target(*row[:8]), row[8] or {}) for row in await cursor.fetchall()}
+
+
+def _subject(target: Target, labels: dict[Any, Any], target_id: int) -> Subject:
+    """What the rules match a target by."""
+    return Subject(
+        agent=target.agent,
+        project=target.project,
+        container=target.container,
+        image=target.image,
+        labels={str(k): str(v) for k, v in labels.items()},
+        target_id=target_id,
+    )
 
 
 @dataclass
@@ -140,11 +160,7 @@ class Follower:
         if not probes:
             return 0, []
         ids = sorted(probes)
-        cursor = await conn.execute(sql("notify_target_info"), {"target_ids": ids})
-        info: dict[int, tuple[Target, dict[str, str]]] = {}
-        for row in await cursor.fetchall():
-            labels = {str(k): str(v) for k, v in (row[8] or {}).items()}
-            info[row[0]] = (Target(*row[:8]), labels)
+        info = await _targets(conn, ids)
         cursor = await conn.execute(sql("notify_select_states"), {"target_ids": ids})
         stored: dict[int, Any] = {row[0]: row[1] for row in await cursor.fetchall()}
         outbox = _Outbox()
@@ -152,14 +168,7 @@ class Follower:
         states: list[Jsonb] = []
         for target_id in ids:
             target, labels = info[target_id]
-            subject = Subject(
-                agent=target.agent,
-                project=target.project,
-                container=target.container,
-                image=target.image,
-                labels=labels,
-                target_id=target_id,
-            )
+            subject = _subject(target, labels, target_id)
             old = msgspec.convert(stored.get(target_id) or {}, dict[str, State], strict=False)
             kept: dict[str, State] = {}
             for rule in rules_for(self.rules, subject):
@@ -245,10 +254,7 @@ class Follower:
             rows = await cursor.fetchall()
             if not rows:
                 return 0
-            cursor = await conn.execute(
-                sql("notify_target_info"), {"target_ids": [row[0] for row in rows]}
-            )
-            info = {row[0]: (Target(*row[:8]), row[8] or {}) for row in await cursor.fetchall()}
+            info = await _targets(conn, [row[0] for row in rows])
             outbox = _Outbox()
             told: dict[int, tuple[datetime, bool]] = {}
             forgotten: list[int] = []
@@ -263,14 +269,7 @@ class Follower:
                 if quiet or (lost and (stale_since or now) < horizon) or status == "gone":
                     continue
                 target, labels = info[target_id]
-                subject = Subject(
-                    agent=target.agent,
-                    project=target.project,
-                    container=target.container,
-                    image=target.image,
-                    labels={str(k): str(v) for k, v in labels.items()},
-                    target_id=target_id,
-                )
+                subject = _subject(target, labels, target_id)
                 kind = "lost_sight" if lost else "back_in_sight"
                 since = told[target_id][0] if lost else told_since
                 text = sight_message(target, lost, last_probe_at, self.public_url)
@@ -280,15 +279,7 @@ class Follower:
                         key, self.channels[rule.name], target_id, None, kind, text.title, text.body
                     )
             if told:
-                ids = sorted(told)
-                await conn.execute(
-                    sql("notify_told_stale"),
-                    {
-                        "target_ids": ids,
-                        "since": [told[i][0] for i in ids],
-                        "by_silence": [told[i][1] for i in ids],
-                    },
-                )
+                await conn.execute(sql("notify_told_stale"), by_target(told, "since", "by_silence"))
             if forgotten:
                 await conn.execute(sql("notify_forget_stale"), {"target_ids": forgotten})
             return await outbox.write(conn)

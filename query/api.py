@@ -91,27 +91,12 @@ def filters(
     status: str | None, q: str | None, agent: str | None, health: str | None = None
 ) -> Filters:
     """The listing filters, each checked."""
-    statuses: tuple[str, ...] = ()
-    if status:
-        statuses = tuple(s.strip() for s in status.split(",") if s.strip())
-        bad = [s for s in statuses if s not in STATUSES]
-        if bad:
-            params.bad(
-                "status", f"unknown status {bad[0][:40]!r}; expected one of {', '.join(STATUSES)}"
-            )
+    statuses = params.listed(status, "status", STATUSES)
     if q is not None and (len(q) > 200 or "\x00" in q):
         params.bad("q", "q must be at most 200 characters, without NUL")
     if agent is not None and (len(agent) > 256 or "\x00" in agent):
         params.bad("agent", "agent must be at most 256 characters, without NUL")
-    healths: tuple[str, ...] = ()
-    if health:
-        healths = tuple(h.strip() for h in health.split(",") if h.strip())
-        unknown = [h for h in healths if h not in addresses.HEALTHS]
-        if unknown:
-            params.bad(
-                "health",
-                f"unknown health {unknown[0][:40]!r}; expected one of {', '.join(addresses.HEALTHS)}",
-            )
+    healths = params.listed(health, "health", addresses.HEALTHS)
     return Filters(statuses=statuses, q=q or "", agent=agent or "", healths=healths)
 
 

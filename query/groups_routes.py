@@ -51,16 +51,7 @@ def container_filters(
     status: str | None, q: str | None, agent: str | None, project: str | None
 ) -> containers.Filters:
     """The container listing's filters, each checked."""
-    statuses: tuple[str, ...] = ()
-    if status:
-        statuses = tuple(s.strip() for s in status.split(",") if s.strip())
-        wrong = [s for s in statuses if s not in containers.STATUSES]
-        if wrong:
-            params.bad(
-                "status",
-                f"unknown status {wrong[0][:40]!r}; expected one of "
-                f"{', '.join(containers.STATUSES)}",
-            )
+    statuses = params.listed(status, "status", containers.STATUSES)
     return containers.Filters(
         statuses=statuses,
         q=_text(q, "q", 200),

@@ -152,6 +152,21 @@ async def _rows(
     return msgspec.json.encode([live_row(row, now) for row in rows]).decode()
 
 
+async def _wakes(hub: Hub, sub: Subscription, ends_at: float) -> AsyncIterator[bool]:
+    """Until the hub closes or the loop's clock passes ends_at: True when the subscription wakes,
+    False when a keepalive's time passes without it."""
+    loop = asyncio.get_running_loop()
+    while not hub.closed and loop.time() < ends_at:
+        woke = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(KEEPALIVE_SECONDS):
+                await sub.wake.wait()
+                woke = True
+        if hub.closed:
+            return
+        yield woke
+
+
 async def stream(
     hub: Hub,
     pool: psycopg_pool.AsyncConnectionPool,
@@ -161,18 +176,10 @@ async def stream(
     """Server-sent events for these targets: `rows` with their current state when they change,
     and at every keepalive (a target goes stale with no event: time alone makes it)."""
     sub = hub.subscribe(target_ids)
-    loop = asyncio.get_running_loop()
-    ends_at = loop.time() + MAX_STREAM_SECONDS
+    ends_at = asyncio.get_running_loop().time() + MAX_STREAM_SECONDS
     try:
         yield ServerSentEventMessage(comment="dockping live", retry=3000)
-        while not hub.closed and loop.time() < ends_at:
-            woke = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(KEEPALIVE_SECONDS):
-                    await sub.wake.wait()
-                    woke = True
-            if hub.closed:
-                break
+        async for woke in _wakes(hub, sub, ends_at):
             if not woke:
                 yield ServerSentEventMessage(comment="keepalive")
                 sub.offer(None)
@@ -258,18 +265,10 @@ async def changes(hub: Hub) -> AsyncIterator[ServerSentEventMessage]:
     sub = AnyChange()
     sub.wake.clear()
     hub.subscribers.add(sub)
-    loop = asyncio.get_running_loop()
-    ends_at = loop.time() + MAX_STREAM_SECONDS
+    ends_at = asyncio.get_running_loop().time() + MAX_STREAM_SECONDS
     try:
         yield ServerSentEventMessage(comment="dockping live", retry=3000)
-        while not hub.closed and loop.time() < ends_at:
-            woke = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(KEEPALIVE_SECONDS):
-                    await sub.wake.wait()
-                    woke = True
-            if hub.closed:
-                break
+        async for woke in _wakes(hub, sub, ends_at):
             if not woke:
                 yield ServerSentEventMessage(comment="keepalive")
                 continue

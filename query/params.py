@@ -21,6 +21,17 @@ def bad(field: str, detail: str) -> NoReturn:
     raise ApiError(400, "bad_parameter", detail, field)
 
 
+def listed(text: str | None, field: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of values out of allowed; empty when absent."""
+    if not text:
+        return ()
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    wrong = [v for v in values if v not in allowed]
+    if wrong:
+        bad(field, f"unknown {field} {wrong[0][:40]!r}; expected one of {', '.join(allowed)}")
+    return values
+
+
 def rfc3339(text: str | None, field: str) -> datetime | None:
     """An RFC 3339 time with a zone, or None when absent."""
     if text is None or text == "":

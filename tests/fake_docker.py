@@ -266,3 +266,9 @@ async def fake_engine() -> AsyncIterator[FakeDocker]:
             yield engine
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+async def running_fake() -> AsyncIterator[FakeDocker]:
+    """A running fake engine, as a test module's fixture: `fake = pytest.fixture(running_fake)`."""
+    async with fake_engine() as engine:
+        yield engine

@@ -8,11 +8,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from litestar.testing import AsyncTestClient
+
+from dockping.settings import Settings
+from ingest.app import create_app as ingest_app
+from query.app import create_app as query_app
 
 T = TypeVar("T")
 
@@ -92,3 +98,16 @@ def service_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     }
     env.update(overrides)
     return env
+
+
+Clients = tuple[AsyncTestClient[Any], AsyncTestClient[Any]]
+
+
+@asynccontextmanager
+async def apps(settings: Settings, database_url: str) -> AsyncIterator[Clients]:
+    """An ingest and a query app in this process, on one database: their test clients."""
+    async with (
+        AsyncTestClient(app=ingest_app(settings, database_url)) as ingest,
+        AsyncTestClient(app=query_app(settings, database_url)) as query,
+    ):
+        yield ingest, query

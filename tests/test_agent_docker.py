@@ -19,7 +19,7 @@ import pytest
 
 from tests.docker_support import Containers, docker, unavailable
 from tests.services import wait_for
-from tests.test_agent_shipping import Stack, container_id
+from tests.test_agent_shipping import Stack, container_id, running
 
 pytestmark = pytest.mark.docker
 
@@ -27,13 +27,8 @@ pytestmark = pytest.mark.docker
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     """Ingest and an agent, running."""
-    made = Stack(tmp_path, database_url, DOCKPING_AGENT__RESYNC_INTERVAL="1s")
-    made.start_ingest()
-    made.start_agent()
-    try:
+    with running(tmp_path, database_url, DOCKPING_AGENT__RESYNC_INTERVAL="1s") as made:
         yield made
-    finally:
-        made.close()
 
 
 def _records(stack: Stack, query: str, cid: str) -> list[dict[str, Any]]:

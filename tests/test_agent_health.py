@@ -72,14 +72,19 @@ def test_the_check_command_exits_by_the_file(tmp_path: Path) -> None:
     assert check(tmp_path / "never").returncode == 1
 
 
-def test_a_running_agent_without_docker_or_ingest_is_unhealthy(tmp_path: Path) -> None:
-    """An agent that reaches neither Docker nor ingest writes so, and the check fails on it."""
-    env = service_env(
+def _nothing_answers(tmp_path: Path) -> dict[str, str]:
+    """An agent's environment whose Docker and ingest are free ports: nothing listens there."""
+    return service_env(
         tmp_path,
         DOCKPING_AGENT__DOCKER_URL=f"tcp://127.0.0.1:{free_port()}",
         DOCKPING_AGENT__INGEST_URL=f"http://127.0.0.1:{free_port()}",
         DOCKPING_INGEST__TOKEN="t",
     )
+
+
+def test_a_running_agent_without_docker_or_ingest_is_unhealthy(tmp_path: Path) -> None:
+    """An agent that reaches neither Docker nor ingest writes so, and the check fails on it."""
+    env = _nothing_answers(tmp_path)
     agent = Process(["agent"], env, tmp_path / "agent.log")
     try:
         wait_for(lambda: (tmp_path / health.FILE_NAME).exists(), 30, "the health file")
@@ -113,12 +118,7 @@ def test_a_running_agent_that_reaches_docker_and_ingest_is_healthy(
 def test_an_unwritable_health_file_leaves_the_agent_running(tmp_path: Path) -> None:
     """Where the health file cannot be written, the agent says so once and keeps running."""
     (tmp_path / health.FILE_NAME).mkdir(parents=True)
-    env = service_env(
-        tmp_path,
-        DOCKPING_AGENT__DOCKER_URL=f"tcp://127.0.0.1:{free_port()}",
-        DOCKPING_AGENT__INGEST_URL=f"http://127.0.0.1:{free_port()}",
-        DOCKPING_INGEST__TOKEN="t",
-    )
+    env = _nothing_answers(tmp_path)
     agent = Process(["agent"], env, tmp_path / "agent.log")
     try:
         wait_for(lambda: "health.unwritable" in agent.output(), 30, "health.unwritable logged")

@@ -7,9 +7,11 @@ be listed there as dropped by a full spool.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,23 @@ class Stack:
         for process in (self.agent, self.ingest):
             if process is not None and process.process.poll() is None:
                 process.stop()
+
+
+@contextlib.contextmanager
+def running(
+    tmp_path: Path, database_url: str, *, connected: bool = False, **overrides: str
+) -> Iterator[Stack]:
+    """Ingest and an agent, started (with connected, once its event stream is open), then stopped."""
+    made = Stack(tmp_path, database_url, **overrides)
+    made.start_ingest()
+    agent = made.start_agent()
+    try:
+        if connected:
+            # Events before the stream first opens are Docker's past, which it does not replay.
+            wait_for(lambda: '"docker.connected"' in agent.output(), 60, "the agent connected")
+        yield made
+    finally:
+        made.close()
 
 
 @pytest.fixture

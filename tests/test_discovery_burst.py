@@ -7,12 +7,11 @@ arrive. The real engine's bursts are in tests/test_discovery_docker.py.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.fake_docker import FakeDocker, fake_engine, inspect_payload
+from tests.fake_docker import FakeDocker, inspect_payload, running_fake
 from tests.test_agent_faults import (
     Running,
     until,
@@ -21,11 +20,7 @@ from tests.test_agent_faults import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDocker]:
-    """A running fake engine."""
-    async with fake_engine() as engine:
-        yield engine
+fake = pytest.fixture(running_fake, name="fake")
 
 
 # One container's life as the engine tells it; network events as the contract names them.

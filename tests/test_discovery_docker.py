@@ -16,7 +16,7 @@ from tests.docker_support import LABEL, Containers, docker
 from tests.engine_proxy import EngineProxy
 from tests.services import wait_for
 from tests.test_agent_docker import history, rows
-from tests.test_agent_shipping import Stack, container_id
+from tests.test_agent_shipping import Stack, container_id, running
 
 pytestmark = pytest.mark.docker
 
@@ -27,15 +27,10 @@ PARALLEL = 16
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     """Ingest and an agent whose resync comes too late to help."""
-    made = Stack(tmp_path, database_url, DOCKPING_AGENT__RESYNC_INTERVAL="10m")
-    made.start_ingest()
-    agent = made.start_agent()
-    try:
-        # Events before the stream first opens are Docker's past, which it does not replay.
-        wait_for(lambda: '"docker.connected"' in agent.output(), 60, "the agent connected")
+    with running(
+        tmp_path, database_url, connected=True, DOCKPING_AGENT__RESYNC_INTERVAL="10m"
+    ) as made:
         yield made
-    finally:
-        made.close()
 
 
 def _run(containers: Containers, name: str, *extra: str) -> str:

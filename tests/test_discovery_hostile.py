@@ -7,14 +7,13 @@ the real engine with `docker run --label-file`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
 from agent import docker_api
-from tests.fake_docker import FakeDocker, fake_engine, inspect_payload
+from tests.fake_docker import FakeDocker, inspect_payload, running_fake
 from tests.test_agent_faults import (
     Running,
     event_requests,
@@ -24,11 +23,7 @@ from tests.test_agent_faults import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDocker]:
-    """A running fake engine."""
-    async with fake_engine() as engine:
-        yield engine
+fake = pytest.fixture(running_fake, name="fake")
 
 
 def _huge_labels() -> dict[str, str]:

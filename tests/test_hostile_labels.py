@@ -23,7 +23,7 @@ from dockping.contract import ProbeEvent, decode_batch, encode
 from dockping.settings import load
 from tests.docker_support import LABEL, Containers
 from tests.services import wait_for
-from tests.test_agent_shipping import Stack
+from tests.test_agent_shipping import Stack, running
 
 # Any character at all, and often the ones that hurt: NUL, lone surrogates (a JSON \\ud800
 # escape decodes to one; Hypothesis makes none by itself) and 3-byte CJK, for length in bytes.
@@ -175,13 +175,8 @@ def create(engine: httpx.Client, containers: Containers, labels: dict[str, str])
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     """Ingest and an agent, running."""
-    made = Stack(tmp_path, database_url, DOCKPING_AGENT__RESYNC_INTERVAL="1s")
-    made.start_ingest()
-    made.start_agent()
-    try:
+    with running(tmp_path, database_url, DOCKPING_AGENT__RESYNC_INTERVAL="1s") as made:
         yield made
-    finally:
-        made.close()
 
 
 def stored_row(stack: Stack, query: str, cid: str) -> tuple[Any, ...] | None:

@@ -16,7 +16,7 @@ from query import addresses
 from query.addresses import Address, Filters
 from tests.docker_support import Containers
 from tests.services import wait_for
-from tests.test_agent_shipping import Stack
+from tests.test_agent_shipping import Stack, running
 
 pytestmark = pytest.mark.docker
 
@@ -32,13 +32,8 @@ SERVE = (
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     """Ingest and an agent, running."""
-    made = Stack(tmp_path, database_url, DOCKPING_AGENT__RESYNC_INTERVAL="1s")
-    made.start_ingest()
-    made.start_agent()
-    try:
+    with running(tmp_path, database_url, DOCKPING_AGENT__RESYNC_INTERVAL="1s") as made:
         yield made
-    finally:
-        made.close()
 
 
 def _fresh() -> Freshness:

@@ -12,9 +12,8 @@ from litestar.testing import AsyncTestClient
 
 from db.rebuild import rebuild
 from dockping.settings import Settings
-from ingest.app import create_app as ingest_app
-from query.app import create_app as query_app
 from tests.events import NOW, batch, lifecycle, probe
+from tests.services import Clients, apps
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": "Bearer test-token"}
@@ -22,15 +21,10 @@ EXPIRY = (datetime.now(UTC) + timedelta(days=40)).replace(microsecond=0)
 
 
 @pytest.fixture
-async def clients(
-    settings: Settings, database_url: str
-) -> AsyncIterator[tuple[AsyncTestClient, AsyncTestClient]]:
+async def clients(settings: Settings, database_url: str) -> AsyncIterator[Clients]:
     """An ingest and a query app on one fresh database."""
-    async with (
-        AsyncTestClient(app=ingest_app(settings, database_url)) as ingest,
-        AsyncTestClient(app=query_app(settings, database_url)) as query,
-    ):
-        yield ingest, query
+    async with apps(settings, database_url) as both:
+        yield both
 
 
 def http_probe(t: float, status: int | None, ok: bool = True, **fields: Any) -> dict[str, Any]:

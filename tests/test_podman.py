@@ -13,7 +13,7 @@ import pytest
 from tests.podman_support import IMAGE, Podman, podman, podman_engine  # noqa: F401 - fixtures
 from tests.services import wait_for
 from tests.test_agent_docker import history, rows
-from tests.test_agent_shipping import Stack
+from tests.test_agent_shipping import Stack, running
 
 pytestmark = pytest.mark.podman
 
@@ -21,19 +21,14 @@ pytestmark = pytest.mark.podman
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, podman_engine: Podman) -> Iterator[Stack]:  # noqa: F811
     """Ingest and an agent watching the Podman."""
-    made = Stack(
+    with running(
         tmp_path,
         database_url,
+        connected=True,
         DOCKPING_AGENT__DOCKER_URL=podman_engine.url,
         DOCKPING_AGENT__RESYNC_INTERVAL="10m",
-    )
-    made.start_ingest()
-    agent = made.start_agent()
-    try:
-        wait_for(lambda: '"docker.connected"' in agent.output(), 60, "the agent connected")
+    ) as made:
         yield made
-    finally:
-        made.close()
 
 
 def _id(podman: Podman, name: str) -> str:  # noqa: F811

@@ -9,24 +9,18 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from dockping.settings import Settings
-from ingest.app import create_app as ingest_app
-from query.app import create_app as query_app
 from tests.events import batch, lifecycle, probe
+from tests.services import Clients, apps
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": "Bearer test-token"}
 
 
 @pytest.fixture
-async def clients(
-    settings: Settings, database_url: str
-) -> AsyncIterator[tuple[AsyncTestClient, AsyncTestClient]]:
+async def clients(settings: Settings, database_url: str) -> AsyncIterator[Clients]:
     """An ingest and a query app on one fresh database."""
-    async with (
-        AsyncTestClient(app=ingest_app(settings, database_url)) as ingest,
-        AsyncTestClient(app=query_app(settings, database_url)) as query,
-    ):
-        yield ingest, query
+    async with apps(settings, database_url) as both:
+        yield both
 
 
 async def seed(ingest: AsyncTestClient, containers: int = 7) -> None:
