@@ -537,6 +537,11 @@ class Discovery:
         for check in checks:
             if container is not None and check.fingerprint is not None:
                 self._fingerprints[container_id] = check.fingerprint
+        if not checks and container is not None:
+            # Refreshed for events: the fingerprint of an older listing no longer describes
+            # what we hold, and may match a later one that differs from it (a network joined
+            # by an event, then left unseen): the next resync inspects it again.
+            self._fingerprints.pop(container_id, None)
         self._emit(container_id, events, checks, previous, container, started, gone)
         told = [e.health for e in events if e.action == "health_status"]
         if told and container is None and container_id in self.containers:

@@ -123,6 +123,24 @@ async def test_a_resync_emits_what_it_heals_a_network_left_and_a_removal(fake: F
         assert _network_events(run, "r1") == [("network_disconnect", "backend")]
 
 
+async def test_a_network_joined_by_an_event_and_left_unseen_is_healed(fake: FakeDocker) -> None:
+    """A network joined by an event, then left while the stream missed it: the next resync
+    emits network_disconnect, though the listing looks as it did before the join."""
+    fake.containers["j1"] = inspect_payload("j1", "joiner", {"bridge": "10.99.2.2"})
+    async with Running(fake) as run:
+        await until(lambda: run.seen.ips("j1") == {"10.99.2.2"}, "j1 on its bridge")
+        _networks(fake, "j1")["backend"] = {"IPAddress": "10.98.2.2", "GlobalIPv6Address": ""}
+        fake.emit("network", "connect", "net-backend", container="j1", name="backend")
+        await until(lambda: len(run.seen.ips("j1")) == 2, "the joined network's address")
+        del _networks(fake, "j1")["backend"]  # no event: the stream missed it
+        run.discovery._resync_wanted.set()
+        await until(lambda: run.seen.ips("j1") == {"10.99.2.2"}, "the left address dropped")
+        assert _network_events(run, "j1") == [
+            ("network_connect", "backend"),
+            ("network_disconnect", "backend"),
+        ]
+
+
 async def test_a_restart_with_a_new_ip_detaches_the_old_address(fake: FakeDocker) -> None:
     """Stopped without a disconnect (as Podman does) and started with a new IP: the old address is detached."""
     fake.containers["r3"] = inspect_payload("r3", "moving", {"podman": "10.88.1.2"})
