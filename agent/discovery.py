@@ -204,6 +204,10 @@ class _Event:
         return self.action not in ("health_status", "destroy")
 
 
+# The listed states whose containers run (and are probed): the rest are held by the engine
+# only, and named by the inventory.
+_RUNS = frozenset({"running", "paused"})
+
 # Podman names a container's removal `remove`, where Docker says `destroy`.
 _SYNONYMS = {"remove": "destroy"}
 
@@ -744,11 +748,12 @@ class Discovery:
 
     async def resync(self, client: aiodocker.Docker) -> ResyncDiff:
         """List every running container and apply the difference with what we hold."""
-        # The inventory's time is taken before the lists: a container made after them has an
+        # The inventory's time is taken before the list: a container made after it has an
         # event newer than the inventory, and is never taken for gone.
         taken = datetime.now(UTC)
-        existing = await docker_api.list_container_ids(client)
-        listed = await docker_api.list_containers(client)
+        every = await docker_api.list_containers(client)
+        existing = [str(item.get("Id") or "") for item in every if item.get("Id")]
+        listed = [item for item in every if item.get("State") in _RUNS]
         round_ = _Round()
         seen: set[str] = set()
         checks: list[tuple[str, _Check]] = []

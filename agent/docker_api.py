@@ -50,23 +50,14 @@ def _unavailable(what: str, exc: BaseException) -> DockerUnavailable:
 
 
 async def list_containers(docker: aiodocker.Docker) -> list[dict[str, Any]]:
-    """Running and paused containers, as the list endpoint describes them."""
-    filters = json.dumps({"status": ["running", "paused"]})
-    try:
-        listed = await docker.containers.list(filters=filters)
-    except _FAILURES as exc:
-        raise _unavailable("GET /containers/json", exc) from None
-    summaries = [getattr(item, "_container", None) for item in listed]
-    return [dict(item) for item in summaries if isinstance(item, dict)]
-
-
-async def list_container_ids(docker: aiodocker.Docker) -> list[str]:
-    """The ids of every container the engine holds, whatever its state."""
+    """Every container the engine holds, whatever its state, as the list endpoint describes
+    them (`State` says which run)."""
     try:
         listed = await docker.containers.list(all=True)
     except _FAILURES as exc:
         raise _unavailable("GET /containers/json?all=1", exc) from None
-    return [item.id for item in listed if isinstance(getattr(item, "id", None), str)]
+    summaries = [getattr(item, "_container", None) for item in listed]
+    return [dict(item) for item in summaries if isinstance(item, dict)]
 
 
 async def inspect_container(docker: aiodocker.Docker, container_id: str) -> dict[str, Any]:

@@ -42,6 +42,9 @@ class Agent:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Every probe event carries these; the target's own interval, when it has one, instead.
+        self._interval_ms = _ms(settings.agent.probe_interval)
+        self._timeout_ms = _ms(settings.agent.probe_timeout)
         config = settings.agent
         self.agent_id = config.id or socket.gethostname()
         token = config.token or tokens.shared_token(settings.ingest.token, settings.data_path)
@@ -108,8 +111,8 @@ class Agent:
             connect_ms=detail.connect_ms if detail else None,
             tls_not_after=detail.tls_not_after if detail else None,
             vantage=target.vantage,  # type: ignore[arg-type]
-            interval_ms=_ms(target.interval or self.settings.agent.probe_interval),
-            timeout_ms=_ms(self.settings.agent.probe_timeout),
+            interval_ms=_ms(target.interval) if target.interval else self._interval_ms,
+            timeout_ms=self._timeout_ms,
         )
 
     def _on_lifecycle(self, event: ContainerEvent) -> None:
