@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import required
+from tests.docker_support import docker
 from tests.fake_docker import FakeDocker
 
 # Counts the connections it accepts on ADDRESS:PORT into COUNT_FILE; prints "ready".
@@ -70,6 +71,14 @@ def unused_subnet() -> ipaddress.IPv4Network:
         if dst and dst != "default":
             with contextlib.suppress(ValueError):
                 taken.append(ipaddress.ip_network(dst, strict=False))
+    # Docker's own networks hold their subnets too, macvlan ones without any route.
+    engine = docker("network", "ls", "-q", check=False).split() if shutil.which("docker") else []
+    if engine:
+        inspected = json.loads(docker("network", "inspect", *engine, check=False) or "[]")
+        for network in inspected:
+            for config in (network.get("IPAM") or {}).get("Config") or []:
+                with contextlib.suppress(ValueError, TypeError):
+                    taken.append(ipaddress.ip_network(config.get("Subnet"), strict=False))
     for third in random.sample(range(1, 255), 254):
         subnet = ipaddress.ip_network(f"10.213.{third}.0/24")
         if not any(subnet.overlaps(other) for other in taken):

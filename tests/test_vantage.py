@@ -283,6 +283,11 @@ def _engine_network(
     try:
         yield name
     finally:
+        # The test's containers are still on it (the fixture removes them later): without them
+        # first, the network would stay, and its subnet with it.
+        on_it = docker("ps", "-aq", "--filter", f"network={name}", check=False).split()
+        if on_it:
+            docker("rm", "-f", *on_it, check=False)
         docker("network", "rm", name, check=False)
 
 
