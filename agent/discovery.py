@@ -526,7 +526,8 @@ class Discovery:
                 self._fingerprints.pop(container_id, None)  # the next resync looks again
                 self._resync_wanted.set()
             else:
-                self._calls_state(True)
+                # Only a whole resync says Docker is back: an answer on a pooled connection
+                # to a daemon that is shutting down does not.
                 container = container_of(inspect, self.icmp, self.http_rules, self.limits)
                 self._note_owner(container_id, inspect)
                 started = docker_timestamp((inspect.get("State") or {}).get("StartedAt"))

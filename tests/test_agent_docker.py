@@ -294,7 +294,7 @@ def test_the_agent_recovers_from_a_dockerd_restart(stack: Stack, containers: Con
     assert stack.agent is not None
     assert stack.agent.process.poll() is None
     log = stack.agent.output()
-    assert log.count('"docker.unreachable"') == 1
+    assert log.count('"docker.unreachable"') == 1, log
     assert log.count('"docker.connected"') == 2
     assert stack.agent.stop() == 0
     assert "Traceback" not in log
