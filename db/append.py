@@ -126,7 +126,7 @@ class EventWriter:
             return
         async with conn.transaction():
             # One maker at a time, so that two ingest replicas never race on CREATE TABLE.
-            await conn.execute("SELECT pg_advisory_xact_lock(7001)")
+            await conn.execute("SELECT pg_advisory_xact_lock(dockping_lock('storage'))")
             await conn.execute(
                 sql("ensure_partitions"),
                 {"start_at": start, "end_at": end + timedelta(microseconds=1), "step": self.step},

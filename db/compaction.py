@@ -5,7 +5,7 @@ what keeps an event from being stored twice. It costs about 40 bytes an event: 2
 and leaf pages that split half-full as every target appends at the end of its own key range.
 Once the partition's time is over, that index is traded for one on (target_id,
 dockping_bucket(time)), whose equal keys PostgreSQL stores once with a list of row pointers:
-about 7 bytes an event. Readers find a target's events by either index (see migration 11); a
+about 7 bytes an event. Readers find a target's events by either index (see dockping_target_events); a
 late event is checked for a duplicate by its identity, under its agent's lock, as every
 event is (insert_new_probes).
 """

@@ -1,7 +1,17 @@
-"""Apply db/migrations/*.sql in order, once, under an advisory lock.
+"""Apply db/migrations/*.sql in order, once, then db/schema/*.sql, under an advisory lock.
 
-A migration is `NNNN_name.sql`, or a pair `NNNN_name.postgres.sql` and
-`NNNN_name.timescaledb.sql` when the two backends differ. The backend is chosen
+Migrations hold what has a history: tables, indexes and data moves. A migration is
+`NNNN_name.sql`, or a pair `NNNN_name.postgres.sql` and `NNNN_name.timescaledb.sql` when
+the two backends differ. What has no history (views, functions, triggers) is in db/schema/,
+one file per object as it is now, `NN_object[.backend].sql`, applied in name order (the
+number orders dependencies) by every migrate with CREATE OR REPLACE: those numbered 00, which
+tables depend on (index expressions), before the pending migrations; the others after.
+dockping_lock(), the advisory lock keys by name, is made from db/locks.py with them. A
+migration that must change such an object incompatibly drops it; one whose data move needs
+the current functions puts it below a `-- after schema --` line, run once the schema is
+applied.
+
+The backend is chosen
 once, when the first migration runs: TimescaleDB where the extension can be created.
 TimescaleDB installed but not in shared_preload_libraries cannot be: there, CREATE
 EXTENSION ends the session (FATAL), so the attempt is made on a connection of its own.
@@ -16,15 +26,17 @@ from typing import Literal
 
 import psycopg
 
+from db import locks
 from db.connector import SchemaError, translate_errors
 from dockping import logs
 
 MIGRATION_DIR = Path(__file__).parent / "migrations"
+SCHEMA_DIR = Path(__file__).parent / "schema"
+_AFTER_SCHEMA = "-- after schema --"
 Backend = Literal["postgres", "timescaledb"]
-# Any constant works; it only has to be the same in every process that migrates.
-_LOCK_KEY = 0x646F636B70696E67  # "dockping"
 log = logs.get("dockping.migrate")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(postgres|timescaledb))?\.sql$")
+_OBJECT = re.compile(r"^(\d{2})_([a-z0-9_]+?)(?:\.(postgres|timescaledb))?\.sql$")
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,22 @@ def migrations(backend: Backend, directory: Path = MIGRATION_DIR) -> list[Migrat
             raise ValueError(f"{path.name}: version {version} is used twice")
         found[version] = Migration(version, name, path)
     return [found[v] for v in sorted(found)]
+
+
+def schema_files(backend: Backend, directory: Path = SCHEMA_DIR) -> list[Path]:
+    """The current definition of every view, function and trigger of a backend, in order."""
+    found: dict[str, Path] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _OBJECT.match(path.name)
+        if match is None:
+            raise ValueError(f"{path.name}: not a schema file name (NN_object[.backend].sql)")
+        name, only = match.group(2), match.group(3)
+        if only is not None and only != backend:
+            continue
+        if name in found:
+            raise ValueError(f"{path.name}: {name} is defined twice ({found[name].name})")
+        found[name] = path
+    return sorted(found.values(), key=lambda p: p.name)
 
 
 def latest_version() -> int:
@@ -105,7 +133,7 @@ def migrate(url: str, backend: str = "auto") -> tuple[Backend, list[int]]:
     """Apply what is pending; return the backend and the versions applied now."""
     applied_now: list[int] = []
     with translate_errors(), psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        conn.execute("SELECT pg_advisory_lock(%s)", (locks.MIGRATE.key,))
         try:
             conn.execute(
                 """CREATE TABLE IF NOT EXISTS dockping_migrations (
@@ -125,22 +153,61 @@ def migrate(url: str, backend: str = "auto") -> tuple[Backend, list[int]]:
                     f"the database schema is at version {max(done)}, newer than this program's "
                     f"{known[-1].version}: upgrade dockping before running it against this database"
                 )
+            # The versions whose after-schema parts have run: all of those done before this
+            # table existed, whose migrations ran whole.
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS dockping_schema AS"
+                " SELECT coalesce(max(version), 0) AS settled FROM dockping_migrations"
+            )
+            settled = int(conn.execute("SELECT settled FROM dockping_schema").fetchone()[0])  # type: ignore[index]
+            early, late = _schema_phases(chosen)
+            _apply_schema(conn, early)
             for migration in known:
                 if migration.version in done:
                     continue
-                text = migration.path.read_text(encoding="utf-8")
-                if "-- dockping: no-transaction" in text:
-                    for statement in _split_statements(text):
+                before, _ = _parts(migration)
+                if "-- dockping: no-transaction" in before:
+                    for statement in _split_statements(before):
                         conn.execute(statement.encode())
                     _record(conn, migration, chosen)
                 else:
                     with conn.transaction():
-                        conn.execute(text.encode())
+                        conn.execute(before.encode())
                         _record(conn, migration, chosen)
                 applied_now.append(migration.version)
+            with conn.transaction():
+                _apply_schema(conn, late)
+                for migration in known:
+                    after = _parts(migration)[1]
+                    if migration.version > settled and after:
+                        conn.execute(after.encode())
+                conn.execute("UPDATE dockping_schema SET settled = %s", (known[-1].version,))
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (locks.MIGRATE.key,))
     return chosen, applied_now
+
+
+def _schema_phases(backend: Backend) -> tuple[list[Path], list[Path]]:
+    """The schema files applied before the pending migrations (00_), and those after."""
+    files = schema_files(backend)
+    early = [path for path in files if path.name.startswith("00_")]
+    return early, [path for path in files if path not in early]
+
+
+def _apply_schema(conn: psycopg.Connection, files: list[Path]) -> None:
+    """CREATE OR REPLACE each object, in one transaction. Function bodies are checked when
+    called, not here, so that functions may name each other in any order."""
+    with conn.transaction():
+        conn.execute("SET LOCAL check_function_bodies = off")
+        conn.execute(locks.function_sql())
+        for path in files:
+            conn.execute(path.read_bytes())
+
+
+def _parts(migration: Migration) -> tuple[str, str]:
+    """A migration's text before its `-- after schema --` line, and after it."""
+    before, _, after = migration.path.read_text(encoding="utf-8").partition(_AFTER_SCHEMA)
+    return before, after.strip()
 
 
 def _record(conn: psycopg.Connection, migration: Migration, backend: Backend) -> None:

@@ -21,7 +21,7 @@ def rebuild(url: str) -> dict[str, int]:
         with conn.transaction():
             if backend == "postgres":
                 # The rollup refresher waits meanwhile (it takes this lock first too).
-                conn.execute("SELECT pg_advisory_xact_lock(7003)")
+                conn.execute("SELECT pg_advisory_xact_lock(dockping_lock('rollups'))")
             # Batches wait while the rebuild runs. The tables are locked in the order in
             # which a batch writes them, so that neither waits for the other in a circle.
             tables = (

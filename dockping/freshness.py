@@ -1,6 +1,6 @@
 """What a status depends on besides the store: the time it is taken at, and the settings.
 
-dockping_target_status (migration 13) decides a status; these are its parameters that come
+dockping_target_status (db/schema/) decides a status; these are its parameters that come
 from the reader: `stale_after`, the probe window of a target whose agent sent none, and how
 long an agent may stay silent.
 """

@@ -86,7 +86,7 @@ class Ingest:
                     now = datetime.now(UTC)
                     await writer.ensure_partitions(conn, now - step, now + 2 * step)
                     async with conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock(7001)")
+                        await conn.execute("SELECT pg_advisory_xact_lock(dockping_lock('storage'))")
                         if not configured:
                             # Chunk interval, compression and retention follow the settings.
                             await conn.execute(

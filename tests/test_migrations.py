@@ -7,9 +7,9 @@ import threading
 import psycopg
 import pytest
 
-import db.migrate
 from db.connector import SchemaError
 from db.migrate import check_schema, latest_version, migrate, migrations
+from tests.schema_history import historical
 
 
 def tables(url: str) -> set[str]:
@@ -139,13 +139,12 @@ def test_partitions_are_made_ahead_and_dropped_whole(empty_database_url: str) ->
 
 
 def test_a_version_10_database_gets_the_event_key_on_each_partition(
-    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+    empty_database_url: str,
 ) -> None:
     """Migration 11 moves probe_events' unique key onto each partition: events stay, each
     still once, and a partition compacted the old way is compacted again."""
     every = migrations("postgres")
-    monkeypatch.setattr(db.migrate, "migrations", lambda _: [m for m in every if m.version <= 10])
-    migrate(empty_database_url, "postgres")
+    historical(empty_database_url, "postgres", upto=10)
     days = ["probe_events_p20260101t0000", "probe_events_p20260102t0000"]
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         conn.execute("SELECT dockping_ensure_partitions('2026-01-01', '2026-01-03', '1 day')")
@@ -154,7 +153,6 @@ def test_a_version_10_database_gets_the_event_key_on_each_partition(
             " ('2026-01-02 12:00+00', 1, 5)"
         )
         conn.execute(f"COMMENT ON TABLE {days[0]} IS 'dockping: compacted'")
-    monkeypatch.undo()
     # Every later migration applies (11 and 12 among them), whatever others were added since.
     assert migrate(empty_database_url, "postgres")[1] == [
         m.version for m in every if m.version > 10

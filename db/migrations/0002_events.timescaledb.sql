@@ -41,14 +41,3 @@ ALTER TABLE container_events SET (timescaledb.compress,
                                   timescaledb.compress_orderby = 'time, action');
 ALTER TABLE heartbeats SET (timescaledb.compress, timescaledb.compress_segmentby = 'agent_id',
                             timescaledb.compress_orderby = 'time');
-
--- Hypertables make their chunks on demand; these keep one interface for both backends.
-CREATE FUNCTION dockping_ensure_partitions(start_at timestamptz, end_at timestamptz, step interval)
-RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;
-
-CREATE FUNCTION dockping_drop_partitions(cutoff timestamptz)
-RETURNS integer LANGUAGE sql AS $$
-    SELECT (SELECT count(*) FROM drop_chunks('probe_events', older_than => cutoff))::integer
-         + (SELECT count(*) FROM drop_chunks('container_events', older_than => cutoff))::integer
-         + (SELECT count(*) FROM drop_chunks('heartbeats', older_than => cutoff))::integer
-$$;

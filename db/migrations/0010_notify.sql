@@ -61,13 +61,3 @@ CREATE TABLE notify_silences (
     match       jsonb NOT NULL,  -- agent, project, container, image, label, target_id
     reason      text NOT NULL
 );
-
--- The public view of every notification sent or failed, shown on a target's detail page.
-CREATE VIEW notification_history AS
-SELECT target_id,
-       time,
-       kind,
-       channel,
-       status,
-       CASE WHEN error IS NULL THEN message ELSE message || ' [' || error || ']' END AS message
-FROM notification_events;

@@ -13,29 +13,6 @@ SELECT create_hypertable('probe_details', 'time', chunk_time_interval => interva
 ALTER TABLE probe_details SET (timescaledb.compress, timescaledb.compress_segmentby = 'target_id',
                                timescaledb.compress_orderby = 'time');
 
--- The storage functions of 0005, and probe_details as probe_events: the old ones are kept
--- under a new name and called, so that their bodies stay in one place.
-ALTER FUNCTION dockping_configure_storage(interval, interval, interval)
-    RENAME TO dockping_configure_storage_0005;
-CREATE FUNCTION dockping_configure_storage(partition_interval interval, compress_after interval,
-                                           retention interval)
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM dockping_configure_storage_0005(partition_interval, compress_after, retention);
-    PERFORM set_chunk_time_interval('probe_details', partition_interval);
-    PERFORM remove_compression_policy('probe_details', if_exists => true);
-    PERFORM add_compression_policy('probe_details', compress_after => compress_after);
-    PERFORM remove_retention_policy('probe_details', if_exists => true);
-    PERFORM add_retention_policy('probe_details', drop_after => retention);
-END $$;
-
-ALTER FUNCTION dockping_drop_partitions(timestamptz) RENAME TO dockping_drop_partitions_0005;
-CREATE FUNCTION dockping_drop_partitions(cutoff timestamptz)
-RETURNS integer LANGUAGE sql AS $$
-    SELECT dockping_drop_partitions_0005(cutoff)
-         + (SELECT count(*) FROM drop_chunks('probe_details', older_than => cutoff))::integer
-$$;
-
 -- The error kinds of HTTP(S) probes (dockping/contract.py ERROR_KINDS, in order).
 INSERT INTO probe_errors (code, error) VALUES (6, 'http_status'), (7, 'tls'), (8, 'protocol');
 

@@ -138,7 +138,7 @@ unnest(%(times)b::timestamptz[], %(target_ids)b::integer[], %(latencies)b::integ
 -- Serialise the batches of one agent. Every target belongs to one agent, so no other
 -- transaction writes the projection rows of this batch's targets meanwhile; one lock
 -- instead of a row lock per target (which would cost a WAL record each).
-SELECT pg_advisory_xact_lock(7002, %(agent_id)s)
+SELECT pg_advisory_xact_lock(dockping_lock('agent')::integer, %(agent_id)s)
 
 -- upsert_target_states --
 -- Write folded states (of targets refolded from their events after a late event).
@@ -246,11 +246,11 @@ ORDER BY 1
 
 -- compaction_try_lock --
 -- Take the compactor's session lock, so that one ingest replica at a time compacts.
-SELECT pg_try_advisory_lock(7004)
+SELECT pg_try_advisory_lock(dockping_lock('compaction'))
 
 -- compaction_unlock --
 -- Release the compactor's session lock.
-SELECT pg_advisory_unlock(7004)
+SELECT pg_advisory_unlock(dockping_lock('compaction'))
 
 -- invalid_index --
 -- An index by that name that a failed CREATE INDEX CONCURRENTLY left invalid.

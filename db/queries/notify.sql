@@ -1,6 +1,6 @@
 -- notify_try_lock --
 -- Take the notifier's session lock, so that one notifier at a time follows and delivers.
-SELECT pg_try_advisory_lock(7008)
+SELECT pg_try_advisory_lock(dockping_lock('notifier'))
 
 -- notify_pending_probes --
 -- Probe events newer than each target's notifier position (targets first seen: since horizon).
