@@ -371,7 +371,8 @@ def test_timescaledb_compression_keeps_events_and_duplicates_out() -> None:
 def test_the_readme_example_queries_run(store: Store) -> None:
     """Every example query of the README's SQL section runs and returns rows."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## SQL\n") : readme.index("### The tables behind the views")]
+    sql_at = readme.index("\n### SQL\n")
+    section = readme[sql_at : readme.index("\n## ", sql_at)]
     code = section[section.index("```sql") + len("```sql") : section.rindex("```")]
     queries = [q.strip() for q in code.split(";") if q.strip()]
     web = [
