@@ -1,20 +1,30 @@
-"""Databases as earlier dockping versions left them: the migrations of tests/fixtures/schema_v12/
-(db/migrations as they stood at schema version 12, when views and functions were still defined
-there), applied the way that version's migrate applied them."""
+"""Databases as earlier dockping versions left them: the migrations of
+tests/fixtures/schema_v12.tar.gz (db/migrations as released at schema version 12, when views and
+functions were still defined there; an archive, since it is history and not code to change),
+applied the way that version's migrate applied them."""
 
 from __future__ import annotations
 
+import tarfile
+import tempfile
 from pathlib import Path
 
 import psycopg
 
 from db.migrate import Backend, migrations
 
-V12 = Path(__file__).parent / "fixtures" / "schema_v12"
+V12 = Path(__file__).parent / "fixtures" / "schema_v12.tar.gz"
 
 
 def historical(url: str, backend: Backend, upto: int = 12) -> list[int]:
     """Migrate an empty database to version `upto` as dockping did then; the versions applied."""
+    with tempfile.TemporaryDirectory() as directory:
+        with tarfile.open(V12) as archive:
+            archive.extractall(directory, filter="data")
+        return _apply(url, backend, upto, Path(directory))
+
+
+def _apply(url: str, backend: Backend, upto: int, directory: Path) -> list[int]:
     applied = []
     with psycopg.connect(url, autocommit=True) as conn:
         if backend == "timescaledb":
@@ -26,7 +36,7 @@ def historical(url: str, backend: Backend, upto: int = 12) -> list[int]:
                    backend    text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        for migration in migrations(backend, V12):
+        for migration in migrations(backend, directory):
             if migration.version > upto:
                 break
             text = migration.path.read_text(encoding="utf-8")
