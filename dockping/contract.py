@@ -262,14 +262,6 @@ class Accepted(msgspec.Struct, frozen=True):
     duplicates: int
 
 
-class BadInput(msgspec.Struct, frozen=True):
-    """A rejected request: what is wrong, and where."""
-
-    error: str
-    detail: str
-    field: str | None = None
-
-
 # The same types with every string NUL-free, field for field (tests/test_ingest_fast_paths.py
 # puts a NUL in each string field of each type): decode_batch lets them name the first bad
 # field of a body that holds a NUL. Subclasses, so the other rules and their order are shared.
@@ -398,10 +390,3 @@ def canonical_ip(text: str) -> str:
             _CANONICAL_IPS.clear()
         _CANONICAL_IPS[text] = canonical
     return canonical
-
-
-def probe_identity(
-    agent: str, event: ProbeEvent
-) -> tuple[str, str, str, int | None, str, datetime]:
-    """The identity of a probe event: sending it twice stores it once."""
-    return (agent, event.container_id, event.ip, event.port, event.protocol, event.time)
