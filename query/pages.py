@@ -193,7 +193,8 @@ async def target_page(
 
 
 async def _notifications(conn: psycopg.AsyncConnection, target_id: int) -> list[dict[str, Any]]:
-    # The view comes with a later migration; until it exists there is nothing to show.
+    # Only a newer schema stops the service, so the database may not be migrated as far as
+    # notification_history yet: then there is nothing to show.
     present = await (
         await conn.execute(sql("relation_exists"), {"name": "notification_history"})
     ).fetchone()
