@@ -33,6 +33,8 @@ COPY ingest ./ingest
 COPY query ./query
 COPY db ./db
 COPY notify ./notify
+COPY web ./web
+COPY launcher ./launcher
 # --no-editable: the project goes into the environment as a wheel, so /src is not needed later.
 RUN uv sync --frozen --no-dev --no-editable
 

@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    - the whole system on an embedded PostgreSQL (http://127.0.0.1:8081/addresses)"
 	@echo "make test   - every test (Docker tests skip, with the reason, where no engine runs)"
-	@echo "make lint   - ruff and mypy"
+	@echo "make lint   - ruff, mypy and the import layers (import-linter)"
 	@echo "make bench  - benchmarks, each as a ratio to a baseline measured in the same run"
 	@echo "make soak   - an hour of load after the chaos faults: memory growth of each process"
 	@echo "make up     - the docker compose deployment on TimescaleDB, with the demo targets"
@@ -35,6 +35,7 @@ lint: .venv/.synced
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports --no-cache
 
 bench: .venv/.synced
 	.venv/bin/python -m bench

@@ -1,8 +1,7 @@
-"""Run one probe under a deadline, time it, and classify its failure."""
+"""Run one probe, time it, and classify its failure; the scheduler owns its deadline."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ssl
 import time
@@ -62,18 +61,6 @@ def classify(exc: BaseException) -> ErrorKind:
 def failed(when: datetime, exc: Exception) -> ProbeResult:
     """The result of a probe that raised."""
     return ProbeResult(when, False, None, classify(exc), getattr(exc, "detail", None))
-
-
-async def run_probe(target: Target, timeout: float) -> ProbeResult:
-    """Probe a target once within `timeout` seconds."""
-    when = datetime.now(UTC)
-    started = time.perf_counter_ns()
-    try:
-        async with asyncio.timeout(timeout):
-            detail = await REGISTRY[target.protocol](target)
-    except Exception as exc:
-        return failed(when, exc)
-    return ProbeResult(when, True, (time.perf_counter_ns() - started) // 1000 / 1000, None, detail)
 
 
 async def probe_until_cancelled(target: Target) -> ProbeResult:

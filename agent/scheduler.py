@@ -110,9 +110,9 @@ class Scheduler:
 
     async def run(self) -> None:
         """Probe due targets until cancelled: one dispatcher, `concurrency` workers, one sweeper."""
-        # Workers pulling from a queue cost nothing while idle, and spare the task and the
+        # Workers pulling from a queue cost nothing while idle, and spare a task and a
         # semaphore per probe; one sweeper enforcing every deadline spares a timer per probe.
-        # Together these were two thirds of the agent's CPU.
+        # A task, a semaphore and a timer per probe would take two thirds of the agent's CPU.
         queue: asyncio.Queue[tuple[TargetKey, _Entry]] = asyncio.Queue(maxsize=self.concurrency)
         async with anyio.create_task_group() as group:
             for slot in range(self.concurrency):

@@ -59,11 +59,6 @@ class EmbeddedPostgres:
             raise EmbeddedError("the embedded server is not running")
         return f"postgresql://postgres:{self._password()}@127.0.0.1:{self.port}/{database}"
 
-    @property
-    def display_url(self) -> str:
-        """The URL without its password, for printing."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
-
     def is_running(self) -> bool:
         """Whether a server runs on this data directory."""
         return self._running_port() is not None

@@ -1,5 +1,5 @@
 """python -m dockping"""
 
-from dockping.cli import main
+from launcher.cli import main
 
 raise SystemExit(main())

@@ -262,14 +262,6 @@ class Accepted(msgspec.Struct, frozen=True):
     duplicates: int
 
 
-class BadInput(msgspec.Struct, frozen=True):
-    """A rejected request: what is wrong, and where."""
-
-    error: str
-    detail: str
-    field: str | None = None
-
-
 # The same types with every string NUL-free, field for field (tests/test_ingest_fast_paths.py
 # puts a NUL in each string field of each type): decode_batch lets them name the first bad
 # field of a body that holds a NUL. Subclasses, so the other rules and their order are shared.
@@ -335,7 +327,7 @@ def decode_batch(body: bytes) -> Batch:
     """Decode and validate a batch, raising DecodeError that names the first bad field."""
     # JSON carries a NUL only as the escape \u0000. Without one, no string can break the NUL
     # patterns, and the types without them decide the same, three times faster (a regex call
-    # per string was most of the decoding). With one, the strict types decide, so that the
+    # per string is most of the strict decoding). With one, the strict types decide, so that the
     # first bad field and its message are the same either way.
     strict = b"\\" in body and b"\\u0000" in body
     try:
@@ -376,8 +368,8 @@ def _describe(message: str) -> DecodeError:
     return DecodeError(text, path or "$")
 
 
-# An agent sends the same few addresses in every batch: parsing each one again cost half of
-# the decoding. Bounded, so that a stream of distinct addresses cannot grow it without end.
+# An agent sends the same few addresses in every batch: parsing each one again would be half
+# of the decoding. Bounded, so that a stream of distinct addresses cannot grow it without end.
 _CANONICAL_IPS: dict[str, str] = {}
 _CANONICAL_IPS_MAX = 65536
 
@@ -398,10 +390,3 @@ def canonical_ip(text: str) -> str:
             _CANONICAL_IPS.clear()
         _CANONICAL_IPS[text] = canonical
     return canonical
-
-
-def probe_identity(
-    agent: str, event: ProbeEvent
-) -> tuple[str, str, str, int | None, str, datetime]:
-    """The identity of a probe event: sending it twice stores it once."""
-    return (agent, event.container_id, event.ip, event.port, event.protocol, event.time)

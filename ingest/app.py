@@ -39,10 +39,11 @@ from dockping.contract import (
     decode_batch,
 )
 from dockping.settings import Settings
-from dockping.web import EXCEPTION_HANDLERS, ApiError, healthz, pool_lifespan
 from ingest.metrics import IngestMetrics
-from ingest.ratelimit import FailureLimiter, client_address
 from ingest.rollups import refresh_rollups
+from web.errors import EXCEPTION_HANDLERS, ApiError
+from web.pool import healthz, pool_lifespan
+from web.ratelimit import FailureLimiter, client_address
 
 log = logs.get("dockping.ingest")
 

@@ -24,10 +24,11 @@ from db.connector import DatabaseDeadline, connection
 from db.queries import sql
 from dockping import __version__, tokens
 from dockping.settings import Duration, Settings, SettingsError
-from dockping.web import EXCEPTION_HANDLERS, ApiError, healthz, pool_lifespan
-from ingest.ratelimit import FailureLimiter, client_address
 from notify.main import Notifier
 from notify.rules import Match
+from web.errors import EXCEPTION_HANDLERS, ApiError
+from web.pool import healthz, pool_lifespan
+from web.ratelimit import FailureLimiter, client_address
 
 MAX_SILENCE = 366 * 86400.0
 # A silence shorter than a second could never be seen to act; a typo, or a probe for limits.

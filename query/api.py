@@ -19,11 +19,11 @@ from psycopg.rows import dict_row
 from db.connector import connection
 from db.queries import sql
 from dockping.freshness import Freshness, freshness
-from dockping.web import ApiError
 from query import addresses, agents, history, latency, live, params
 from query.addresses import STATUSES, AddressPage, Filters
 from query.cursor import BadCursor, Cursor
 from query.metrics import exposition
+from web.errors import ApiError
 
 
 class ErrorBody(msgspec.Struct, frozen=True):

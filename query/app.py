@@ -21,12 +21,13 @@ from db.connector import DatabaseDeadline
 from dockping import __version__
 from dockping.freshness import freshness, view_settings
 from dockping.settings import Settings
-from dockping.web import EXCEPTION_HANDLERS, healthz, pool_lifespan
-from ingest.ratelimit import FailureLimiter
 from query import api, auth, display, group_uptime, groups_routes, pages, public_status
 from query.addresses import UptimeCache
 from query.headers import security_headers
 from query.live import hub_lifespan
+from web.errors import EXCEPTION_HANDLERS
+from web.pool import healthz, pool_lifespan
+from web.ratelimit import FailureLimiter
 
 HERE = Path(__file__).parent
 

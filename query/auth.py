@@ -4,7 +4,7 @@ The cookie is a session signed with a key made from the token (itsdangerous): it
 random session id, never the token, expires after query.session_lifetime, and logout
 revokes it. It is HttpOnly and SameSite=Strict. Changing the token ends every session.
 The token is never accepted in a URL (URLs end up in logs, history and Referer headers).
-Wrong tokens and forged cookies count against the client's address (ingest.ratelimit).
+Wrong tokens and forged cookies count against the client's address (web.ratelimit).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 
 from dockping import tokens
-from dockping.web import ApiError
-from ingest.ratelimit import FailureLimiter, client_address
+from web.errors import ApiError
+from web.ratelimit import FailureLimiter, client_address
 
 COOKIE = "dockping_session"
 OPEN_PATHS = ("/healthz", "/login", "/logout")

@@ -15,12 +15,12 @@ from psycopg.rows import dict_row
 from db.connector import connection
 from db.queries import sql
 from dockping.freshness import freshness
-from dockping.web import ApiError
 from query import agents, auth, badges, containers, group_uptime, live, params, projects
 from query import status_page as status_pages
 from query.api import AgentParam, CursorParam, Limit, TextParam, _errors
 from query.cursor import BadCursor
 from query.pages import QuietTemplate
+from web.errors import ApiError
 
 GroupStatusParam = Annotated[
     str | None,

@@ -12,6 +12,9 @@ from psycopg.rows import dict_row
 from db.queries import sql
 from query.cursor import LifecycleCursor, TimeCursor, encode
 
+# Docker's own ids are hex; a prefix of at least this many characters names a container too.
+MIN_ID_PREFIX = 12
+
 
 class ProbeRecord(msgspec.Struct, frozen=True):
     """One raw probe event of a target."""
@@ -79,7 +82,7 @@ async def containers(
 ) -> list[Container]:
     """The containers with this Docker id, or whose id starts with it (12+ hex characters)."""
     prefix = None
-    if len(container_id) >= 12 and all(c in "0123456789abcdef" for c in container_id):
+    if len(container_id) >= MIN_ID_PREFIX and all(c in "0123456789abcdef" for c in container_id):
         prefix = container_id + "%"
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(

@@ -17,7 +17,6 @@ from psycopg.rows import dict_row
 from db.connector import connection
 from db.queries import sql
 from dockping.freshness import freshness
-from dockping.web import ApiError
 from query import addresses, agents, charts, display, history, latency, params
 from query.api import (
     AgentParam,
@@ -32,6 +31,7 @@ from query.api import (
     page_request,
 )
 from query.charts import Change
+from web.errors import ApiError
 
 # The detail page's ranges and the bucket each is drawn with (a few hundred points at most).
 RANGES: dict[str, tuple[timedelta, str]] = {
@@ -193,7 +193,8 @@ async def target_page(
 
 
 async def _notifications(conn: psycopg.AsyncConnection, target_id: int) -> list[dict[str, Any]]:
-    # The view comes with a later migration; until it exists there is nothing to show.
+    # Only a newer schema stops the service, so the database may not be migrated as far as
+    # notification_history yet: then there is nothing to show.
     present = await (
         await conn.execute(sql("relation_exists"), {"name": "notification_history"})
     ).fetchone()

@@ -6,14 +6,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
-from dockping.web import ApiError
 from query.cursor import BadCursor, LifecycleCursor, TimeCursor, decode_as
+from web.errors import ApiError
 
 _BUCKET = re.compile(r"^([1-9][0-9]{0,6})(s|m|h|d)$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_IDS = 500
-# Docker's own ids are hex; a prefix of at least this many characters is accepted too.
-MIN_ID_PREFIX = 12
 
 
 def bad(field: str, detail: str) -> NoReturn:

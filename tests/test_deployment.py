@@ -29,9 +29,9 @@ from litestar.testing import TestClient
 
 from db.embedded import BIN
 from db.migrate import latest_version, migrate
-from dockping.cli import main
 from dockping.settings import Settings, describe_all, load
 from ingest.app import create_app
+from launcher.cli import main
 from tests.compose_support import (
     AGENT_ENV,
     NO_LOCAL_AGENT,

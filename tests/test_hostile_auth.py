@@ -15,12 +15,12 @@ from litestar.testing import TestClient
 
 from dockping import tokens
 from dockping.settings import Settings, load
-from ingest import ratelimit
 from ingest.app import create_app
-from ingest.ratelimit import FailureLimiter
 from tests.chaos_support import TOKEN, fingerprint, log_lines, running
 from tests.events import batch, probe
 from tests.services import Process, free_port, service_env, wait_for
+from web import ratelimit
+from web.ratelimit import FailureLimiter
 
 OTHER_TOKEN = "token-of-agent-b-4c1d8e"
 

@@ -15,12 +15,12 @@ from litestar.testing import TestClient
 
 from dockping import tokens
 from dockping.settings import Settings, SettingsError, load
-from ingest import ratelimit
 from notify.api import create_app as notify_app
 from query.app import create_app as query_app
 from query.auth import COOKIE
 from tests.chaos_support import TOKEN, running
 from tests.events import batch, probe
+from web import ratelimit
 
 READ_TOKEN = "read-token-5e0c7a"
 BAD = {"Authorization": "Bearer guess"}

@@ -13,9 +13,10 @@ import pytest
 import trustme
 
 from agent.probes.http import request_bytes, tls_context
-from agent.probing import ProbeResult, run_probe
+from agent.probing import ProbeResult
 from agent.targets import Target
 from dockping.http_check import HttpCheck, parse_statuses
+from tests.probe_support import probe_once
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +54,7 @@ async def probe(
 ) -> ProbeResult:
     """One probe of 127.0.0.1:port."""
     target = Target("c", "127.0.0.1", port, protocol, http=check or HttpCheck("/health"))
-    return await run_probe(target, timeout)
+    return await probe_once(target, timeout)
 
 
 async def test_a_200_answer_is_up_with_its_status_and_connect_time() -> None:

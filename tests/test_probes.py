@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
-from agent.probing import classify, run_probe
+from agent.probing import classify
 from agent.targets import Target
+from tests.probe_support import probe_once
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).parent.parent
 
 
 async def test_a_listening_port_succeeds_with_a_latency() -> None:
@@ -18,7 +21,7 @@ async def test_a_listening_port_succeeds_with_a_latency() -> None:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        result = await run_probe(Target("c", "127.0.0.1", port, "tcp"), 2.0)
+        result = await probe_once(Target("c", "127.0.0.1", port, "tcp"), 2.0)
     assert result.ok
     assert result.error is None
     assert result.latency_ms is not None
@@ -30,13 +33,13 @@ async def test_a_closed_port_is_refused() -> None:
     with socket.socket() as probe_port:
         probe_port.bind(("127.0.0.1", 0))
         port = probe_port.getsockname()[1]
-    result = await run_probe(Target("c", "127.0.0.1", port, "tcp"), 2.0)
+    result = await probe_once(Target("c", "127.0.0.1", port, "tcp"), 2.0)
     assert (result.ok, result.error, result.latency_ms) == (False, "refused", None)
 
 
 async def test_a_full_backlog_times_out(hung: int) -> None:
     """A listener that never accepts, with its backlog full, makes the probe time out."""
-    result = await run_probe(Target("c", "127.0.0.1", hung, "tcp"), 0.3)
+    result = await probe_once(Target("c", "127.0.0.1", hung, "tcp"), 0.3)
     assert (result.ok, result.error) == (False, "timeout")
 
 
@@ -72,14 +75,18 @@ def test_icmp_echo_works_where_unprivileged_icmp_is_allowed() -> None:
         script = (
             "import anyio\n"
             "from agent.probes import icmp_available\n"
-            "from agent.probing import run_probe\n"
             "from agent.targets import Target\n"
+            "from tests.probe_support import probe_once\n"
             "print(icmp_available())\n"
-            "r = anyio.run(run_probe, Target('c', '127.0.0.1', None, 'icmp'), 2.0)\n"
+            "r = anyio.run(probe_once, Target('c', '127.0.0.1', None, 'icmp'), 2.0)\n"
             "print(r.ok, r.error, r.latency_ms is not None)\n"
         )
         done = subprocess.run(
-            [*inside, sys.executable, "-c", script], capture_output=True, text=True, check=False
+            [*inside, sys.executable, "-c", script],
+            cwd=ROOT,  # where `tests` is importable from
+            capture_output=True,
+            text=True,
+            check=False,
         )
     finally:
         subprocess.run(["ip", "netns", "del", namespace], check=False)

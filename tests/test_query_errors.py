@@ -14,14 +14,13 @@ from litestar.testing import AsyncTestClient
 from dockping.settings import Settings
 from ingest.app import create_app as ingest_app
 from query.app import create_app as query_app
-from query.cursor import Cursor, LifecycleCursor, TimeCursor, encode
+from query.cursor import Cursor, TimeCursor, encode
 from tests.events import batch, lifecycle, probe
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": "Bearer test-token"}
 ADDRESS_CURSOR = encode(Cursor("name", "next", ["web", "10.9.0.2", 80], 1))
 TIME_CURSOR = encode(TimeCursor(datetime(2026, 1, 1, tzinfo=UTC)))
-LIFECYCLE_CURSOR = encode(LifecycleCursor(datetime(2026, 1, 1, tzinfo=UTC), 1, "start"))
 NAIVE_TIME_CURSOR = base64.urlsafe_b64encode(b'["t","2026-01-01T00:00:00"]').decode()
 
 

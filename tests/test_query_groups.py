@@ -413,16 +413,3 @@ async def test_bad_container_parameters_are_400s_naming_the_field(
     response = await query.get("/api/v1/containers", params=params)
     assert response.status_code == 400
     assert field in response.text
-
-
-event_steps = st.lists(
-    st.tuples(
-        st.sampled_from(
-            ["probe-ok", "probe-fail", "stop", "start", "pause", "unpause", "destroy", "disconnect"]
-        ),
-        st.integers(min_value=0, max_value=2),  # the container
-        st.sampled_from([80, 443]),  # the port of a probe
-    ),
-    min_size=1,
-    max_size=12,
-)

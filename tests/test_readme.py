@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dockping.cli import settings_table
+from launcher.cli import settings_table
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -93,11 +93,6 @@ def timescaledb_store() -> Iterator[Store]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def minute_of(time: datetime) -> datetime:
-    """The start of the minute a time falls in."""
-    return time.replace(second=0, microsecond=0)
-
-
 @pytest.fixture(params=["postgres", "timescaledb"])
 def store(request: pytest.FixtureRequest, pg_admin_url: str, template_url: str) -> Iterator[Store]:
     """A fresh store of each backend."""

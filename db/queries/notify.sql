@@ -95,11 +95,6 @@ WHERE o.done_at IS NULL AND o.next_attempt_at <= %(now)s AND o.created_at <= %(r
 ORDER BY o.delivery_id
 LIMIT %(limit)s
 
--- notify_next_due --
--- When the next pending delivery is due, if any.
-SELECT min(greatest(next_attempt_at, created_at + %(wait)s::interval))
-FROM notify_outbox WHERE done_at IS NULL
-
 -- notify_finish --
 -- Record attempts: done (sent, muted, dropped) or due again later.
 UPDATE notify_outbox AS o

@@ -1,31 +1,18 @@
-"""What both HTTP services share: error translation, the pool lifespan, /healthz."""
+"""Errors translated once for every HTTP service: each answer a status and a JSON body."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
-import anyio
-import psycopg
-import psycopg_pool
-from litestar import Litestar, Request, Response, get
-from litestar.datastructures import State
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from db.connector import (
-    Conflict,
-    DatabaseUnavailable,
-    SchemaError,
-    open_pool,
-    run_on_connection,
-)
+from db.connector import Conflict, DatabaseUnavailable, SchemaError
 from dockping import logs
 
 log = logs.get("dockping.web")
-HEALTHZ_WAIT = 2.0
-"""Seconds /healthz waits for the database before it answers 503."""
 
 
 class ApiError(Exception):
@@ -101,44 +88,3 @@ EXCEPTION_HANDLERS: dict[Any, Callable[..., Response[Any]]] = {
     HTTPException: _http,
     Exception: _internal,
 }
-
-
-def pool_lifespan(
-    url: str,
-    size: int,
-    name: str,
-    connected: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None = None,
-    *,
-    check: bool = True,
-) -> Callable[[Litestar], Any]:
-    """A lifespan that opens the pool without waiting for the database, and closes it;
-    `connected` runs on each new connection, and `check` says whether a connection is
-    checked each time it is taken (see open_pool)."""
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = open_pool(url, size, name, connected, check=check)
-        await pool.open(wait=False)
-        app.state.pool = pool
-        try:
-            yield
-        finally:
-            await pool.close()
-
-    return lifespan
-
-
-@get("/healthz", tags=["health"])
-async def healthz(state: State) -> dict[str, str]:
-    """200 once the database answers; 503 otherwise."""
-    pool: psycopg_pool.AsyncConnectionPool = state.pool
-
-    async def select_one(conn: psycopg.AsyncConnection) -> None:
-        await conn.execute("SELECT 1")
-
-    # Not the pool's 10 s wait for a connection: healthchecks give up after 3 s, and a 503
-    # says more than a timeout.
-    with anyio.move_on_after(HEALTHZ_WAIT):
-        await run_on_connection(pool, select_one)
-        return {"status": "ok"}
-    raise DatabaseUnavailable(f"the database did not answer within {HEALTHZ_WAIT:g} s")

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dockping: bad settings: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     logs.configure(settings.log, args.command)
-    from dockping import services
+    from launcher import services
 
     if args.command == "agent" and args.check:
         from agent import health

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from dockping.web import ApiError
+from web.errors import ApiError
 
 # Enough for an operator fixing a token by hand; far too few to guess one.
 BURST = 10

@@ -1,0 +1,1 @@
+"""What the HTTP services (ingest, query, notify) share: error translation, the pool, limits."""
