@@ -376,6 +376,7 @@ class Discovery:
         self._stream_up = False
         self._calls_ok = False
         self._since: int | None = None
+        self._at_since: set[str] = set()  # the events seen at that nanosecond
         self._pending: dict[str, list[_Work]] = {}
         self._inspects = anyio.CapacityLimiter(inspect_concurrency)
         self._resync_wanted = anyio.Event()
@@ -459,8 +460,8 @@ class Discovery:
                 return
             item = item.event
         nanos = item.get("timeNano")
-        if isinstance(nanos, int) and not isinstance(nanos, bool):
-            self._since = max(self._since or 0, nanos)
+        if isinstance(nanos, int) and not isinstance(nanos, bool) and self._replayed(item, nanos):
+            return
         try:
             event = _parse(item)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -473,6 +474,28 @@ class Discovery:
                 log.debug("docker.event.unhandled", action=event)
         elif event is not None:
             self._enqueue(event.container_id, event)
+
+    def _replayed(self, item: dict[str, Any], nanos: int) -> bool:
+        """Whether an event is one we had, sent again: a reconnect asks for the events since
+        the newest one's time, and the engine sends those of that very nanosecond again. An
+        ending event is stamped when it is applied, so a replay would be stored twice."""
+        actor = item.get("Actor")
+        key = repr(
+            (
+                item.get("Type"),
+                item.get("Action"),
+                actor.get("ID") if isinstance(actor, dict) else None,
+            )
+        )
+        if self._since is None or nanos > self._since:
+            self._since, self._at_since = nanos, {key}
+            return False
+        if nanos == self._since:
+            if key in self._at_since:
+                log.debug("docker.event.replayed", action=str(item.get("Action") or ""))
+                return True
+            self._at_since.add(key)
+        return False
 
     # The queues
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -148,6 +149,29 @@ async def test_a_stream_cut_mid_message_reconnects_replays_and_resyncs(fake: Fak
         starts = [e for e in run.seen.lifecycle if e.container_id == "c2"]
         assert [e.time.isoformat() for e in starts] == ["2026-11-27T20:00:00.123456+00:00"]
         await until(lambda: run.discovery.docker_ok, "connected again")
+
+
+async def test_an_event_replayed_after_a_reconnect_is_applied_once(fake: FakeDocker) -> None:
+    """The engine sends the events of the newest one's nanosecond again after a reconnect: the
+    die already applied is not emitted twice, while another event of that nanosecond is."""
+    async with Running(fake) as run:
+        fake.containers["c1"] = inspect_payload("c1", "web", {"bridge": "10.99.0.2"}, ports=(80,))
+        fake.emit("container", "start", "c1", name="web", image="fake:1")
+        await until(lambda: run.seen.targets.get("c1"), "c1's targets")
+        fake.containers["c1"]["State"]["Running"] = False
+        die = fake.event_json("container", "die", "c1", name="web", exitCode="3")
+        fake.push(die)
+        await until(lambda: "c1" not in run.seen.targets, "c1 gone")
+        fake.close_streams()
+        await until(lambda: len(event_requests(fake)) >= 2, "the reconnect")
+        await until(lambda: run.discovery.docker_ok, "connected again")
+        fake.push(die)  # the replay
+        fake.containers["c2"] = inspect_payload("c2", "api", {"bridge": "10.99.0.3"}, ports=(80,))
+        fake.push(die.replace(b'"c1"', b'"c2"').replace(b'"die"', b'"start"'))  # same nanosecond
+        await until(lambda: run.seen.targets.get("c2"), "c2, of the same nanosecond")
+        assert run.seen.actions("c1") == ["start", "die"]
+        nanos = json.loads(die)["timeNano"]
+        assert event_requests(fake)[-1]["since"] == [f"{nanos // 10**9}.{nanos % 10**9:09d}"]
 
 
 async def test_garbage_on_the_stream_is_survived(fake: FakeDocker) -> None:
