@@ -39,7 +39,7 @@ ROLLUP_FUNCTIONS = {
     "dockping_worst_status",
     "dockping_container_status",
 }
-ROLLUP_FILES = {"0018_groups.sql", "0022_groups.sql", "groups.sql"}
+ROLLUP_FILES = {"0018_groups.sql", "groups.sql"}
 
 times = st.one_of(st.none(), st.integers(0, 100).map(lambda s: T0 + timedelta(seconds=s)))
 

@@ -132,22 +132,3 @@ FROM (
         OFFSET 0
     ) st
 ) x;
-
--- Every container that has addresses, with its roll-up (the one container status, over the
--- address statuses) and the ids of its addresses that are not gone (for its 24 h uptime,
--- read in the same pass as its status).
-CREATE OR REPLACE VIEW dockping_container_status AS
-SELECT a.container_key,
-       dockping_rollup_status(
-           count(*) FILTER (WHERE a.status = 'up'),
-           count(*) FILTER (WHERE a.status = 'down'),
-           count(*) FILTER (WHERE a.status = 'stopped'),
-           count(*) FILTER (WHERE a.status = 'stale'),
-           count(*) FILTER (WHERE a.status NOT IN ('up', 'down', 'stopped', 'stale', 'gone')),
-           count(*) FILTER (WHERE a.status = 'gone')) AS status,
-       (count(*) FILTER (WHERE a.status = 'up'))::integer AS addresses_up,
-       (count(*) FILTER (WHERE a.status <> 'gone'))::integer AS addresses_total,
-       max(a.status_since) FILTER (WHERE a.status <> 'gone') AS status_since,
-       coalesce(array_agg(a.target_id) FILTER (WHERE a.status <> 'gone'), '{}') AS target_ids
-FROM address_rollup a
-GROUP BY a.container_key;

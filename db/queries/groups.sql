@@ -86,35 +86,33 @@ ORDER BY t.container_key, l.network, l.ip, l.port
 
 -- projects_list --
 -- Every project (compose project or Swarm stack; '' for the containers without one) with
--- its containers' roll-ups: how many are up, the worst status, and the target ids of its
--- addresses that are not gone (for the 24 h uptime), all from one pass over the address
--- statuses (dockping_container_status). Gone containers count in no total.
-WITH r AS MATERIALIZED (
-    SELECT c.compose_project AS project, r.status, r.addresses_up, r.addresses_total,
-           r.target_ids
-    FROM dockping_container_status r
-    JOIN container_listing c USING (container_key)
-),
-ids AS (
-    SELECT r.project, array_agg(t.target_id) AS target_ids
-    FROM r CROSS JOIN LATERAL unnest(r.target_ids) AS t (target_id)
-    GROUP BY r.project
-),
-g AS (
-    SELECT r.project,
-           (count(*) FILTER (WHERE r.status = 'up'))::integer AS containers_up,
-           (count(*) FILTER (WHERE r.status <> 'gone'))::integer AS containers_total,
-           sum(r.addresses_up)::integer AS addresses_up,
-           sum(r.addresses_total)::integer AS addresses_total,
-           dockping_worst_status(array_agg(r.status)) AS status
-    FROM r
-    GROUP BY r.project
-)
-SELECT g.project, g.containers_up, g.containers_total, g.addresses_up, g.addresses_total,
-       g.status, coalesce(ids.target_ids, '{}') AS target_ids
-FROM g LEFT JOIN ids USING (project)
-WHERE g.status <> 'gone'
-ORDER BY g.project
+-- its containers' roll-ups: how many are up and the worst status, from one pass over the
+-- address statuses (dockping_container_status). Gone containers count in no total.
+SELECT c.compose_project AS project,
+       (count(*) FILTER (WHERE r.status = 'up'))::integer AS containers_up,
+       (count(*) FILTER (WHERE r.status <> 'gone'))::integer AS containers_total,
+       sum(r.addresses_up)::integer AS addresses_up,
+       sum(r.addresses_total)::integer AS addresses_total,
+       dockping_worst_status(array_agg(r.status)) AS status
+FROM dockping_container_status r
+JOIN container_listing c USING (container_key)
+GROUP BY c.compose_project
+HAVING dockping_worst_status(array_agg(r.status)) <> 'gone'
+ORDER BY c.compose_project
+
+-- projects_uptime --
+-- Probes and failures of every project's addresses that are not gone, in the hour of
+-- %(now)s and the 23 before it, from the hourly rollup: each project's 24 h uptime, as
+-- group_uptime_hours counts it for the same addresses, in one read for them all (the
+-- addresses joined to the hours, not looked up one by one).
+SELECT c.compose_project AS project, sum(h.probes)::bigint AS probes,
+       sum(h.failures)::bigint AS failures
+FROM address_rollup a
+JOIN container_listing c USING (container_key)
+JOIN latency_hour h ON h.target_id = a.target_id
+WHERE a.status <> 'gone'
+  AND h.bucket >= date_trunc('hour', %(now)s::timestamptz) - interval '23 hours'
+GROUP BY c.compose_project
 
 -- project_containers --
 -- One project's current containers with their roll-ups, by service and name.
@@ -232,14 +230,4 @@ SELECT h.target_id, sum(h.probes)::bigint AS probes, sum(h.failures)::bigint AS 
 FROM latency_hour h
 WHERE h.target_id = ANY(%(target_ids)s::integer[])
   AND h.bucket >= date_trunc('hour', %(now)s::timestamptz) - interval '23 hours'
-GROUP BY h.target_id
-
--- group_uptime_hours_many --
--- group_uptime_hours for thousands of targets (every project's): the ids joined to the
--- hours, not tested with = ANY, as one index search per id in every partition then costs
--- several times a hash join (1 s against 0.1-0.2 s for 10,000 targets).
-SELECT h.target_id, sum(h.probes)::bigint AS probes, sum(h.failures)::bigint AS failures
-FROM latency_hour h
-JOIN unnest(%(target_ids)s::integer[]) AS i (target_id) USING (target_id)
-WHERE h.bucket >= date_trunc('hour', %(now)s::timestamptz) - interval '23 hours'
 GROUP BY h.target_id
