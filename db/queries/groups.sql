@@ -127,9 +127,12 @@ ORDER BY c.compose_service, c.name_key, c.container_key
 
 -- project_services --
 -- One project's services (its current containers grouped by compose service), each with the
--- worst status of its containers, since when its newest change holds, and its target ids.
+-- worst status of its containers, since when its newest change holds, and its target ids;
+-- and on every row the project's status, the worst of its services' (so of its containers').
 SELECT c.compose_service AS service,
        dockping_worst_status(array_agg(r.status)) AS status,
+       dockping_worst_status(array_agg(dockping_worst_status(array_agg(r.status))) OVER ())
+           AS project_status,
        (count(DISTINCT c.container_key) FILTER (WHERE r.status = 'up'))::integer
            AS containers_up,
        count(DISTINCT c.container_key)::integer AS containers_total,
@@ -143,16 +146,6 @@ JOIN targets t ON t.container_key = c.container_key
 WHERE c.compose_project = %(project)s AND r.status <> 'gone'
 GROUP BY c.compose_service
 ORDER BY c.compose_service
-
--- project_status --
--- One project's status: the worst of its current containers'.
-SELECT dockping_worst_status(array_agg(r.status)) AS status
-FROM container_listing c
-CROSS JOIN LATERAL (
-    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
-) r
-WHERE c.compose_project = %(project)s AND r.status <> 'gone'
-HAVING count(*) > 0
 
 -- service_hours --
 -- Probes and failures per hour of each service of some targets since a time, from the
