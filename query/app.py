@@ -142,4 +142,5 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     app.state.failures = FailureLimiter()
     app.state.uptime_cache = UptimeCache()
     app.state.hourly_uptime_cache = UptimeCache()
+    app.state.project_uptime = group_uptime.ProjectUptime()
     return app

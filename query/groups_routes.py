@@ -91,7 +91,7 @@ async def list_containers(
 async def list_projects(state: State) -> list[projects.Project]:
     """Every compose project or stack (and the group without one) with its containers' roll-up."""
     async with connection(state.pool) as conn:
-        return await projects.every(conn, datetime.now(UTC), state.hourly_uptime_cache)
+        return await projects.every(conn, datetime.now(UTC), state.project_uptime)
 
 
 @get("/api/v1/stream/changes", include_in_schema=False)
@@ -152,7 +152,7 @@ def _href(path: str, kept: dict[str, str], cursor: str | None) -> str | None:
 async def _projects_page(state: State, overview: bool) -> Template:
     now = datetime.now(UTC)
     async with connection(state.pool) as conn:
-        found = await projects.every(conn, now, state.hourly_uptime_cache)
+        found = await projects.every(conn, now, state.project_uptime)
         silent = await agents.silent(conn, freshness(state.settings, now))
     totals = {
         "containers_up": sum(p.containers_up for p in found),

@@ -7,8 +7,8 @@ hold probes are returned.
 
 Whole hours read latency_hour, other whole minutes latency_minute. At the rollup's own width
 (1 m, 1 h) the points are its rows as they are, percentiles exact. Wider, probes, failures,
-avg_ms and max_ms are exact; p50_ms and p95_ms are estimates (see latency_rollup in
-read.sql). Below a minute everything is computed from the raw events, exactly.
+avg_ms and max_ms are exact; p50_ms and p95_ms are estimates (see latency_minute_buckets
+in db/queries/latency.sql). Below a minute everything is computed from the raw events, exactly.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ from db.queries import sql
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ROLLUP_STEP = timedelta(minutes=1)
-# The rollups, widest first: a bucket that is a whole number of a rollup's width reads it.
-ROLLUPS = ((timedelta(hours=1), "latency_hour"), (ROLLUP_STEP, "latency_minute"))
+# The rollups, widest first: a bucket that is a whole number of a rollup's width reads it,
+# with the named query of its own width (the rows as they are) or of wider buckets.
+ROLLUPS = (
+    (timedelta(hours=1), "latency_hour_points", "latency_hour_buckets"),
+    (ROLLUP_STEP, "latency_minute_points", "latency_minute_buckets"),
+)
 
 
 class LatencyPoint(msgspec.Struct, frozen=True):
@@ -87,8 +91,8 @@ async def series(
     rollup = uses_rollup(width)
     query = sql("latency_raw")
     if rollup:
-        step, view = next((s, v) for s, v in ROLLUPS if width % s == timedelta(0))
-        query = sql("latency_points" if width == step else "latency_rollup").format(view=view)
+        step, points, buckets = next(r for r in ROLLUPS if width % r[0] == timedelta(0))
+        query = sql(points if width == step else buckets)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             query.encode(),

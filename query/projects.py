@@ -9,7 +9,6 @@ import psycopg
 
 from db.queries import sql
 from query import group_uptime
-from query.addresses import UptimeCache
 from query.containers import GroupStatus
 
 
@@ -25,13 +24,14 @@ class Project(msgspec.Struct, frozen=True):
     uptime_24h: float | None
 
 
-async def every(conn: psycopg.AsyncConnection, now: datetime, cache: UptimeCache) -> list[Project]:
-    """Every project, by name, the group without a project first (cache: of whole hours)."""
+async def every(
+    conn: psycopg.AsyncConnection, now: datetime, uptime: group_uptime.ProjectUptime
+) -> list[Project]:
+    """Every project, by name, the group without a project first."""
     async with conn.cursor(binary=True) as cur:
         await cur.execute(sql("projects_list").encode())
         rows = await cur.fetchall()
-    every_id = [t for r in rows for t in r[6]]
-    counts = await group_uptime.counts(conn, every_id, now, cache, group_uptime.HOURLY)
+    counts = await uptime.read(conn, now)
     return [
         Project(
             project=r[0],
@@ -40,7 +40,7 @@ async def every(conn: psycopg.AsyncConnection, now: datetime, cache: UptimeCache
             addresses_up=r[3],
             addresses_total=r[4],
             status=r[5],
-            uptime_24h=group_uptime.share(counts, r[6]),
+            uptime_24h=group_uptime.ratio(*counts.get(r[0], (0, 0))),
         )
         for r in rows
     ]

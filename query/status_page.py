@@ -122,8 +122,6 @@ async def read(
             hours.setdefault(h["service"], []).append(
                 (h["bucket"], int(h["probes"]), int(h["failures"]))
             )
-        await cur.execute(sql("project_status").encode(), {"project": project})
-        overall = await cur.fetchone()
     counts = await group_uptime.counts(conn, every, now, cache, group_uptime.HOURLY)
     services = []
     incidents: list[Incident] = []
@@ -152,5 +150,5 @@ async def read(
             listed = await cur.fetchall()
         addresses = await containers.addresses_of(conn, [c["container_key"] for c in listed])
         shown = [(c, addresses[c["container_key"]]) for c in listed]
-    status = overall["status"] if overall else "unknown"
+    status = rows[0]["project_status"]
     return StatusPage(project, status, services, incidents[:MAX_INCIDENTS], shown)

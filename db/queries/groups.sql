@@ -1,94 +1,144 @@
--- containers_page --
--- One page of the container listing in name order, after or before a keyset position, with
--- each container's roll-up (dockping_container_status, over address_rollup). {op} and
--- {order} come from a fixed pair in query/containers.py, {rollup} from a fixed pair too:
--- without a status filter each row's roll-up is read for that container alone (the walk
--- of the name index stops after a page), with one every container's is (a rare status
--- would make that walk read them all, one by one). No status filter hides gone containers.
+-- containers_page_next --
+-- One page of the container listing in name order (lower(name), container_key) after a
+-- keyset position, gone containers hidden. It walks an index of container_listing (by name,
+-- by agent or by project: the filters that are null fold away) and rolls each row up on its
+-- own (dockping_container_status for that container alone, OFFSET 0), so a page reads its
+-- own containers' addresses and no other.
 SELECT c.container_key, c.container_id, c.name, c.image, c.compose_project, c.compose_service,
-       a.name AS agent, r.status, r.addresses_up, r.addresses_total, r.status_since,
-       lower(c.name) AS name_key, cs.health
-FROM containers c
-JOIN agents a USING (agent_id)
-LEFT JOIN container_state cs USING (container_key)
-{rollup}
-WHERE CASE WHEN cardinality(%(statuses)s::text[]) = 0 THEN r.status <> 'gone'
-           ELSE r.status = ANY(%(statuses)s::text[]) END
-  AND (%(agent)s::text IS NULL OR a.name = %(agent)s::text)
+       c.agent, r.status, r.addresses_up, r.addresses_total, r.status_since, c.name_key, cs.health
+FROM container_listing c
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+LEFT JOIN container_state cs ON cs.container_key = c.container_key
+WHERE r.status <> 'gone'
+  AND (%(agent)s::text IS NULL OR c.agent = %(agent)s::text)
   AND (%(project)s::text IS NULL OR c.compose_project = %(project)s::text)
-  AND (%(q)s::text IS NULL OR lower(c.name) LIKE %(q)s::text OR lower(c.image) LIKE %(q)s::text)
+  AND (%(q)s::text IS NULL OR c.name_key LIKE %(q)s::text OR c.image_key LIKE %(q)s::text)
   AND (%(after)s::text IS NULL
-       OR (lower(c.name), c.container_key) {op} (%(after)s::text, %(row_id)s::integer))
-ORDER BY lower(c.name) {order}, c.container_key {order}
+       OR (c.name_key, c.container_key) > (%(after)s::text, %(row_id)s::integer))
+ORDER BY c.name_key ASC, c.container_key ASC
+LIMIT %(limit)s
+
+-- containers_page_prev --
+-- The page before a keyset position, as containers_page_next reads the one after (in
+-- reverse order: query/containers.py turns it round).
+SELECT c.container_key, c.container_id, c.name, c.image, c.compose_project, c.compose_service,
+       c.agent, r.status, r.addresses_up, r.addresses_total, r.status_since, c.name_key, cs.health
+FROM container_listing c
+CROSS JOIN LATERAL (
+    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
+) r
+LEFT JOIN container_state cs ON cs.container_key = c.container_key
+WHERE r.status <> 'gone'
+  AND (%(agent)s::text IS NULL OR c.agent = %(agent)s::text)
+  AND (%(project)s::text IS NULL OR c.compose_project = %(project)s::text)
+  AND (%(q)s::text IS NULL OR c.name_key LIKE %(q)s::text OR c.image_key LIKE %(q)s::text)
+  AND (%(after)s::text IS NULL
+       OR (c.name_key, c.container_key) < (%(after)s::text, %(row_id)s::integer))
+ORDER BY c.name_key DESC, c.container_key DESC
+LIMIT %(limit)s
+
+-- containers_page_status_next --
+-- One page of the containers with one of some statuses, in name order after a keyset
+-- position: every container is rolled up at once (one pass over the narrow address tables),
+-- as a rare status would make a walk of the name index roll them all up one by one.
+SELECT c.container_key, c.container_id, c.name, c.image, c.compose_project, c.compose_service,
+       c.agent, r.status, r.addresses_up, r.addresses_total, r.status_since, c.name_key, cs.health
+FROM container_listing c
+JOIN dockping_container_status r USING (container_key)
+LEFT JOIN container_state cs ON cs.container_key = c.container_key
+WHERE r.status = ANY(%(statuses)s::text[])
+  AND (%(agent)s::text IS NULL OR c.agent = %(agent)s::text)
+  AND (%(project)s::text IS NULL OR c.compose_project = %(project)s::text)
+  AND (%(q)s::text IS NULL OR c.name_key LIKE %(q)s::text OR c.image_key LIKE %(q)s::text)
+  AND (%(after)s::text IS NULL
+       OR (c.name_key, c.container_key) > (%(after)s::text, %(row_id)s::integer))
+ORDER BY c.name_key ASC, c.container_key ASC
+LIMIT %(limit)s
+
+-- containers_page_status_prev --
+-- The page before a keyset position, as containers_page_status_next reads the one after.
+SELECT c.container_key, c.container_id, c.name, c.image, c.compose_project, c.compose_service,
+       c.agent, r.status, r.addresses_up, r.addresses_total, r.status_since, c.name_key, cs.health
+FROM container_listing c
+JOIN dockping_container_status r USING (container_key)
+LEFT JOIN container_state cs ON cs.container_key = c.container_key
+WHERE r.status = ANY(%(statuses)s::text[])
+  AND (%(agent)s::text IS NULL OR c.agent = %(agent)s::text)
+  AND (%(project)s::text IS NULL OR c.compose_project = %(project)s::text)
+  AND (%(q)s::text IS NULL OR c.name_key LIKE %(q)s::text OR c.image_key LIKE %(q)s::text)
+  AND (%(after)s::text IS NULL
+       OR (c.name_key, c.container_key) < (%(after)s::text, %(row_id)s::integer))
+ORDER BY c.name_key DESC, c.container_key DESC
 LIMIT %(limit)s
 
 -- container_addresses --
--- The current addresses of some containers, for their expanded rows and their uptime: the
--- ids from address_rollup first, so that latest_state is read for those targets alone.
-SELECT a.container_key, l.target_id, l.network, l.ip, l.port, l.protocol, a.status,
-       l.latency_ms, l.error, a.status_since
-FROM latest_state l
-JOIN address_rollup a USING (target_id)
-WHERE l.target_id = ANY(ARRAY(
-    SELECT r.target_id FROM address_rollup r
-    WHERE r.container_key = ANY(%(container_keys)s::integer[]) AND r.status <> 'gone'))
-ORDER BY a.container_key, l.network, l.ip, l.port
+-- The current addresses of some containers, for their expanded rows and their uptime: their
+-- targets by container (an index), then each one's row of latest_state alone (OFFSET 0: a
+-- lookup per target, where a join would compute every address's state first).
+SELECT t.container_key, l.target_id, l.network, l.ip, l.port, l.protocol, l.status,
+       l.latency_ms, l.error, l.status_since
+FROM targets t
+CROSS JOIN LATERAL (SELECT * FROM latest_state x WHERE x.target_id = t.target_id OFFSET 0) l
+WHERE t.container_key = ANY(%(container_keys)s::integer[]) AND l.status <> 'gone'
+ORDER BY t.container_key, l.network, l.ip, l.port
 
 -- projects_list --
 -- Every project (compose project or Swarm stack; '' for the containers without one) with
--- its containers' roll-ups: how many are up, the worst status, and the target ids of its
--- addresses that are not gone (for the 24 h uptime). Gone containers count in no total.
-WITH r AS MATERIALIZED (
-    SELECT c.compose_project AS project, r.status, r.addresses_up, r.addresses_total
-    FROM dockping_container_status r
-    JOIN containers c USING (container_key)
-),
-ids AS (
-    SELECT c.compose_project AS project, array_agg(a.target_id) AS target_ids
-    FROM address_rollup a
-    JOIN containers c USING (container_key)
-    WHERE a.status <> 'gone'
-    GROUP BY c.compose_project
-),
-g AS (
-    SELECT r.project,
-           (count(*) FILTER (WHERE r.status = 'up'))::integer AS containers_up,
-           (count(*) FILTER (WHERE r.status <> 'gone'))::integer AS containers_total,
-           sum(r.addresses_up)::integer AS addresses_up,
-           sum(r.addresses_total)::integer AS addresses_total,
-           dockping_worst_status(array_agg(r.status)) AS status
-    FROM r
-    GROUP BY r.project
-)
-SELECT g.project, g.containers_up, g.containers_total, g.addresses_up, g.addresses_total,
-       g.status, coalesce(ids.target_ids, '{}') AS target_ids
-FROM g LEFT JOIN ids USING (project)
-WHERE g.status <> 'gone'
-ORDER BY g.project
+-- its containers' roll-ups: how many are up and the worst status, from one pass over the
+-- address statuses (dockping_container_status). Gone containers count in no total.
+SELECT c.compose_project AS project,
+       (count(*) FILTER (WHERE r.status = 'up'))::integer AS containers_up,
+       (count(*) FILTER (WHERE r.status <> 'gone'))::integer AS containers_total,
+       sum(r.addresses_up)::integer AS addresses_up,
+       sum(r.addresses_total)::integer AS addresses_total,
+       dockping_worst_status(array_agg(r.status)) AS status
+FROM dockping_container_status r
+JOIN container_listing c USING (container_key)
+GROUP BY c.compose_project
+HAVING dockping_worst_status(array_agg(r.status)) <> 'gone'
+ORDER BY c.compose_project
+
+-- projects_uptime --
+-- Probes and failures of every project's addresses that are not gone, in the hour of
+-- %(now)s and the 23 before it, from the hourly rollup: each project's 24 h uptime, as
+-- group_uptime_hours counts it for the same addresses, in one read for them all (the
+-- addresses joined to the hours, not looked up one by one).
+SELECT c.compose_project AS project, sum(h.probes)::bigint AS probes,
+       sum(h.failures)::bigint AS failures
+FROM address_rollup a
+JOIN container_listing c USING (container_key)
+JOIN latency_hour h ON h.target_id = a.target_id
+WHERE a.status <> 'gone'
+  AND h.bucket >= date_trunc('hour', %(now)s::timestamptz) - interval '23 hours'
+GROUP BY c.compose_project
 
 -- project_containers --
 -- One project's current containers with their roll-ups, by service and name.
-SELECT c.container_key, c.container_id, c.name, c.image, c.compose_service, a.name AS agent,
+SELECT c.container_key, c.container_id, c.name, c.image, c.compose_service, c.agent,
        r.status, r.addresses_up, r.addresses_total, r.status_since
-FROM containers c
-JOIN agents a USING (agent_id)
+FROM container_listing c
 CROSS JOIN LATERAL (
     SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
 ) r
 WHERE c.compose_project = %(project)s AND r.status <> 'gone'
-ORDER BY c.compose_service, lower(c.name), c.container_key
+ORDER BY c.compose_service, c.name_key, c.container_key
 
 -- project_services --
 -- One project's services (its current containers grouped by compose service), each with the
--- worst status of its containers, since when its newest change holds, and its target ids.
+-- worst status of its containers, since when its newest change holds, and its target ids;
+-- and on every row the project's status, the worst of its services' (so of its containers').
 SELECT c.compose_service AS service,
        dockping_worst_status(array_agg(r.status)) AS status,
+       dockping_worst_status(array_agg(dockping_worst_status(array_agg(r.status))) OVER ())
+           AS project_status,
        (count(DISTINCT c.container_key) FILTER (WHERE r.status = 'up'))::integer
            AS containers_up,
        count(DISTINCT c.container_key)::integer AS containers_total,
        max(r.status_since) AS status_since,
        array_agg(t.target_id ORDER BY t.target_id) AS target_ids
-FROM containers c
+FROM container_listing c
 CROSS JOIN LATERAL (
     SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
 ) r
@@ -96,16 +146,6 @@ JOIN targets t ON t.container_key = c.container_key
 WHERE c.compose_project = %(project)s AND r.status <> 'gone'
 GROUP BY c.compose_service
 ORDER BY c.compose_service
-
--- project_status --
--- One project's status: the worst of its current containers'.
-SELECT dockping_worst_status(array_agg(r.status)) AS status
-FROM containers c
-CROSS JOIN LATERAL (
-    SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
-) r
-WHERE c.compose_project = %(project)s AND r.status <> 'gone'
-HAVING count(*) > 0
 
 -- service_hours --
 -- Probes and failures per hour of each service of some targets since a time, from the
@@ -146,7 +186,7 @@ GROUP BY u.target_id
 -- A project's status (the worst of its current containers') and their target ids.
 SELECT dockping_worst_status(array_agg(r.status)) AS status,
        array_agg(t.target_id) AS target_ids
-FROM containers c
+FROM container_listing c
 CROSS JOIN LATERAL (
     SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
 ) r
@@ -160,12 +200,12 @@ HAVING count(*) > 0
 SELECT dockping_worst_status(array_agg(r.status)) AS status,
        array_agg(t.target_id) AS target_ids,
        array_agg(DISTINCT c.compose_project) AS projects
-FROM containers c
+FROM container_listing c
 CROSS JOIN LATERAL (
     SELECT s.* FROM dockping_container_status s WHERE s.container_key = c.container_key OFFSET 0
 ) r
 JOIN targets t ON t.container_key = c.container_key
-WHERE lower(c.name) = lower(%(name)s) AND c.name = %(name)s AND r.status <> 'gone'
+WHERE c.name_key = lower(%(name)s) AND c.name = %(name)s AND r.status <> 'gone'
 HAVING count(*) > 0
 
 -- badge_target --
