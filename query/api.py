@@ -9,11 +9,11 @@ from typing import Annotated
 
 import msgspec
 import psycopg
-from litestar import Response, get
+from litestar import get
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
-from litestar.response import ServerSentEvent
+from litestar.response import ServerSentEvent, Stream
 from psycopg.rows import dict_row
 
 from db.connector import connection
@@ -22,7 +22,7 @@ from dockping.freshness import Freshness, freshness
 from query import addresses, agents, history, latency, live, params
 from query.addresses import STATUSES, AddressPage, Filters
 from query.cursor import BadCursor, Cursor
-from query.metrics import exposition
+from query.metrics import Exposition
 from web.errors import ApiError
 
 
@@ -265,16 +265,30 @@ async def live_stream(state: State, ids: IdsParam = None) -> ServerSentEvent:
 
 
 @get("/metrics", tags=["health"], responses=_errors())
-async def metrics(state: State) -> Response[bytes]:
+async def metrics(state: State) -> Stream:
     """Prometheus metrics: dockping_target_up, dockping_target_stale and
     dockping_target_latency_seconds."""
     fresh = freshness(state.settings, datetime.now(UTC))
-    async with connection(state.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql("metrics_targets"), {**fresh.params(), "statuses": list(addresses.LISTED)}
-        )
-        rows = await cur.fetchall()
-    return Response(exposition(rows), media_type="text/plain; version=0.0.4; charset=utf-8")
+    scrape = Exposition()
+    # The rows arrive in chunks and go to the scrape's spools, so that neither the rows nor
+    # the text of a large fleet sit in memory whole; the text streams once all are read (a
+    # database failure is still a 503, not a cut-off scrape).
+    try:
+        async with connection(state.pool) as conn, conn.cursor(row_factory=dict_row) as cur:
+            async for row in cur.stream(
+                sql("metrics_targets"),
+                {**fresh.params(), "statuses": list(addresses.LISTED)},
+                size=METRICS_CHUNK,
+            ):
+                scrape.add(row)
+    except BaseException:
+        scrape.close()
+        raise
+    return Stream(scrape.chunks(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# Rows fetched from the database at a time for /metrics.
+METRICS_CHUNK = 2000
 
 
 HANDLERS = [
