@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import msgspec
 import psycopg
+from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from db.queries import sql
@@ -118,6 +119,59 @@ HEALTH_FILTER = (
 # address_listing joins the inner query only for the name order and the text filters, so that
 # the other orders scan the two narrow tables alone.
 LISTING_JOIN = "JOIN address_listing a ON a.target_id = lc.target_id"
+
+
+# One page of the address listing, in order. The inner query finds the page's ids and sort
+# keys in address_lifecycle and target_state (and address_listing when the name order or a
+# text filter needs it): the name order walks an index, the others compute one integer or
+# time per row and keep the best few. The status filter is `st.status <> ALL(hidden)` when
+# none is asked for (the planner then expects most rows to pass, and walks the name index),
+# else `st.status = ANY(statuses)`. Each row's status is dockping_target_status() as of
+# %(as_of)s, over the lifecycle row, the state row and the agent; the outer query reads the
+# page's rows in full from dockping_latest(), which computes the same. Keys, filters,
+# keyset, join and orders are the fixed fragments above, composed with psycopg.sql: nothing
+# of a request becomes SQL text; its values are parameters.
+PAGE = pgsql.SQL(
+    """
+SELECT p.target_id, a.agent, a.container_id, a.container_name, a.image, a.compose_project,
+       a.network, a.ip, a.port, a.protocol, l.status, l.latency_ms, l.error, l.last_probe_at,
+       l.last_ok_at, l.status_since, l.consecutive_failures, l.last_error, l.stale_since,
+       -- The last probe's HTTP status, the container's health and the target's vantage code
+       -- (query/display.py reads it as the vantage and a note), then the sort keys.
+       d.http_status, cs.health, tv.vantage, {keys}
+FROM (
+    SELECT lc.target_id, {inner_keys}
+    FROM address_lifecycle lc
+    {listing_join}
+    LEFT JOIN target_state s ON s.target_id = lc.target_id
+    LEFT JOIN dockping_agent_view(%(as_of)s, %(silent_after)s) g ON g.agent_id = lc.agent_id
+    CROSS JOIN LATERAL (
+        SELECT dockping_target_status(
+            lc.action, lc.action_at, lc.detached_at, lc.absent, g.inventory_at,
+            s.last_probe_at, s.latency_us,
+            dockping_fresh_until(s.last_probe_at, lc.probe_window, %(default_window)s,
+                                 %(stale_after)s),
+            g.agent_silent, %(as_of)s) AS status
+    ) st
+    WHERE {status_filter}
+      {filters}
+      {keyset}
+    ORDER BY {order}
+    LIMIT %(limit)s
+) p
+JOIN address_listing a ON a.target_id = p.target_id
+JOIN targets tv ON tv.target_id = p.target_id
+LEFT JOIN target_detail d ON d.target_id = p.target_id
+LEFT JOIN container_state cs ON cs.container_key = a.container_key
+-- One row each, by its id (OFFSET 0 keeps it a lookup per row, not a join of every target).
+CROSS JOIN LATERAL (
+    SELECT * FROM dockping_latest(%(as_of)s, %(stale_after)s, %(default_window)s, %(silent_after)s) x
+    WHERE x.target_id = p.target_id
+    OFFSET 0
+) l
+ORDER BY {outer_order}
+"""
+)
 
 
 class Address(msgspec.Struct, frozen=True):
@@ -252,19 +306,21 @@ async def page(
         sort = NAME_WITHOUT_INDEX
     reverse = cursor is not None and cursor.direction == "prev"
     width = len(sort.columns)
-    text = sql("addresses_page").format(
-        keys=", ".join(f"p.k{i}" for i in range(width)),
-        inner_keys=", ".join(f"{c} AS k{i}" for i, c in enumerate(sort.selected)),
-        status_filter=(
+    text = PAGE.format(
+        keys=pgsql.SQL(", ".join(f"p.k{i}" for i in range(width))),
+        inner_keys=pgsql.SQL(", ".join(f"{c} AS k{i}" for i, c in enumerate(sort.selected))),
+        status_filter=pgsql.SQL(
             "st.status = ANY(%(statuses)s::text[])"
             if filters.statuses
             else "st.status <> ALL(%(hidden)s::text[])"
         ),
-        filters=_filters(filters),
-        keyset=_keyset(sort, reverse) if cursor is not None else "",
-        listing_join=LISTING_JOIN if sort_name == "name" or filters.agent or filters.q else "",
-        order=_order(sort.columns, "lc.target_id", sort, reverse),
-        outer_order=_order(sort.outer, "p.target_id", sort, reverse),
+        filters=pgsql.SQL(_filters(filters)),
+        keyset=pgsql.SQL(_keyset(sort, reverse) if cursor is not None else ""),
+        listing_join=pgsql.SQL(
+            LISTING_JOIN if sort_name == "name" or filters.agent or filters.q else ""
+        ),
+        order=pgsql.SQL(_order(sort.columns, "lc.target_id", sort, reverse)),
+        outer_order=pgsql.SQL(_order(sort.outer, "p.target_id", sort, reverse)),
     )
     params: dict[str, Any] = {
         **fresh.params(),
@@ -279,7 +335,7 @@ async def page(
     for i in range(width):
         params[f"k{i}"] = sort.to_param(cursor.key[i]) if cursor else None
     async with conn.cursor() as cur:
-        await cur.execute(text.encode(), params)
+        await cur.execute(text, params)
         rows = await cur.fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -299,7 +355,7 @@ async def page(
     return AddressPage(items=items, next_cursor=next_cursor, prev_cursor=prev_cursor)
 
 
-# The columns addresses_page selects before the sort keys: Address's, with the vantage code
+# The columns PAGE selects before the sort keys: Address's, with the vantage code
 # standing for the vantage and its note.
 _WIDTH = len(Address.__struct_fields__) - 1
 
