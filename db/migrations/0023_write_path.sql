@@ -29,19 +29,22 @@ $$;
 -- them into target_state. An event already stored (the same target and time) is skipped and
 -- folds nothing; so is the second of one identity in the batch.
 --
--- The fold. A target's events, in time order, make a state of their own: the newest event's
--- time and outcome (last_probe_at, latency_us), the newest success's time (last_ok_at), the
--- newest failure's time and error (last_error_at, last_error), and the trailing run, the
--- events with the newest one's status after the newest of the other status: its start
--- (status_since) and, when down, its length (consecutive_failures; 0 when up). A target
--- without a state gets that state. A target with one takes it on the same way, but keeps its
--- last_ok_at and last_error(_at) where the events have none, and, when the events are all one
--- run of its own status, its status_since, and its consecutive_failures plus the run's.
+-- The fold. A target's first event makes its state: that event's time and outcome
+-- (last_probe_at, latency_us; last_ok_at, or last_error_at and last_error), status_since at
+-- it, consecutive_failures 1 when down, else 0. Later events fold onto a state as a group:
+-- the group's own state is its newest event's time and outcome, its newest success's time,
+-- its newest failure's time and error, and its trailing run (the events with the newest
+-- one's status after the newest of the other status): the run's start and, when down, its
+-- length. The state takes that on, but keeps its last_ok_at and last_error(_at) where the
+-- group has none, and, when the group is one run of the state's own status, its
+-- status_since, and its consecutive_failures plus the run's.
 --
--- The events folded onto a state are the new ones, newer than it. A target with a new event
--- not newer than its state (a late event), and each target of p_refold, is folded afresh
--- over every event it has: its state is deleted and the same statement runs again, given no
--- new events, to fold those targets' stored events.
+-- The events folded onto a state are its target's new ones, all newer than it. A target
+-- with a new event that had to be looked up (it has no state yet, or the event is late, not
+-- newer than the state), and each target of p_refold (`dockping rebuild` passes every one),
+-- is folded afresh once the new events are in: its state is deleted, its first event makes
+-- one, and the same statement runs again, given no new events, to fold the rest of its
+-- stored events onto it.
 --
 -- The caller's agent lock (taken here when p_agent_id is given) means no other transaction
 -- writes these targets meanwhile, so target_state as read here folds every stored event: an
@@ -64,7 +67,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     targets integer[] := p_target_ids;
     refold integer[] := p_refold;
-    late integer[];
+    afresh integer[];
     minutes timestamptz[];
     count integer;
     ids integer[];
@@ -76,7 +79,19 @@ BEGIN
     END IF;
     LOOP
         IF refold <> '{}' THEN
+            -- Folded afresh: a target's first event makes its state; the statement below folds
+            -- the rest of its events onto that.
             DELETE FROM target_state WHERE target_id = ANY(refold);
+            INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at,
+                                      status_since, consecutive_failures, last_error,
+                                      last_error_at)
+            SELECT DISTINCT ON (target_id) target_id, time, latency_us,
+                   CASE WHEN latency_us >= 0 THEN time END, time,
+                   CASE WHEN latency_us >= 0 THEN 0 ELSE 1 END,
+                   CASE WHEN latency_us < 0 THEN -latency_us END,
+                   CASE WHEN latency_us < 0 THEN time END
+            FROM probe_events WHERE target_id = ANY(refold)
+            ORDER BY target_id, time;
         END IF;
         WITH incoming AS (
             SELECT DISTINCT ON (i.target_id, i.time) i.time, i.target_id, i.latency_us,
@@ -87,7 +102,7 @@ BEGIN
         ), fresh AS (
             INSERT INTO probe_events (time, target_id, latency_us)
             SELECT time, target_id, latency_us FROM incoming WHERE time > last_probe_at
-            RETURNING target_id, time, latency_us, true AS stated
+            RETURNING target_id, time, latency_us
         ), rest AS (
             INSERT INTO probe_events (time, target_id, latency_us)
             SELECT p.time, p.target_id, p.latency_us FROM incoming p
@@ -96,22 +111,24 @@ BEGIN
                               WHERE e.target_id = p.target_id
                                 AND dockping_bucket(e.time) = dockping_bucket(p.time)
                                 AND e.time = p.time)
-            RETURNING target_id, time, latency_us, false AS stated
+            RETURNING target_id, time, latency_us
         ), new AS (
             SELECT * FROM fresh UNION ALL SELECT * FROM rest
-        ), late AS (
-            -- Looked up, and new, though its target has a state: a late event.
+        ), afresh AS (
+            -- Looked up, and new: its target has no state, or the event is late.
             SELECT DISTINCT target_id FROM rest
-            WHERE target_id IN (SELECT target_id FROM incoming WHERE last_probe_at IS NOT NULL)
         ), events AS (
-            -- What each target folds: its new events, unless one is late; or all it has.
-            SELECT * FROM new WHERE target_id NOT IN (SELECT target_id FROM late)
+            -- What each target folds onto its state: its new events, unless one of them is
+            -- looked up; when folded afresh, every event it has after its first.
+            SELECT * FROM fresh WHERE target_id NOT IN (SELECT target_id FROM afresh)
             UNION ALL
-            SELECT e.target_id, e.time, e.latency_us, false
-            FROM unnest(refold) AS r (target_id),
-                 LATERAL (SELECT * FROM probe_events e WHERE e.target_id = r.target_id) e
+            -- By the index on target_id of each partition (most batches refold none).
+            SELECT e.target_id, e.time, e.latency_us
+            FROM probe_events e JOIN target_state s USING (target_id)
+            WHERE cardinality(refold) > 0 AND e.target_id = ANY(refold)
+              AND e.time > s.last_probe_at
         ), span AS (
-            SELECT target_id, bool_or(stated) AS stated, count(*) AS events,
+            SELECT target_id, count(*) AS events,
                    min(time) AS first_at, max(time) AS last_at,
                    max(time) FILTER (WHERE latency_us >= 0) AS last_ok_at,
                    max(time) FILTER (WHERE latency_us < 0) AS last_error_at,
@@ -134,7 +151,7 @@ BEGIN
             GROUP BY f.target_id
         ), folded AS (
             -- The events' own state, and whether they are one run.
-            SELECT f.target_id, f.stated, f.flip_at IS NULL AS one_run,
+            SELECT f.target_id, f.flip_at IS NULL AS one_run,
                    f.last_at AS last_probe_at,
                    CASE WHEN f.events = 1 THEN f.first_latency ELSE r.last_latency END
                        AS latency_us,
@@ -160,34 +177,26 @@ BEGIN
                 last_error = coalesce(g.last_error, t.last_error),
                 last_error_at = coalesce(g.last_error_at, t.last_error_at)
             FROM folded g
-            WHERE t.target_id = g.target_id AND g.stated
-        ), made AS (
-            INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at,
-                                      status_since, consecutive_failures, last_error,
-                                      last_error_at)
-            SELECT target_id, last_probe_at, latency_us, last_ok_at, status_since,
-                   consecutive_failures, last_error, last_error_at
-            FROM folded WHERE NOT stated
-            ORDER BY target_id
+            WHERE t.target_id = g.target_id
         )
         SELECT n.count,
                CASE WHEN n.count < cardinality(p_target_ids)
                     THEN ARRAY(SELECT DISTINCT new.target_id FROM new ORDER BY 1) END,
-               ARRAY(SELECT target_id FROM late),
+               ARRAY(SELECT target_id FROM afresh),
                CASE WHEN p_log_minutes
                     THEN ARRAY(SELECT DISTINCT date_bin(interval '1 minute', new.time,
                                                         timestamptz 'epoch') FROM new) END
-        INTO count, ids, late, buckets
+        INTO count, ids, afresh, buckets
         FROM (SELECT count(*)::integer AS count FROM new) AS n;
         IF accepted IS NULL THEN  -- the batch's own round (not a refold)
             accepted := count;
             changed := ids;
             minutes := buckets;
         END IF;
-        EXIT WHEN late = '{}';
-        -- Once the new events are in, the late targets are folded afresh over every event
-        -- they have: the same statement, with no new events.
-        refold := late;
+        EXIT WHEN afresh = '{}';
+        -- Once the new events are in, those targets are folded afresh over every event they
+        -- have: the same statement, with no new events.
+        refold := afresh;
         p_times := '{}';
         p_target_ids := '{}';
         p_latencies := '{}';
