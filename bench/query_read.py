@@ -10,9 +10,9 @@ one keep-alive HTTP client measures it, one request at a time:
   and the API for every sort with a filter that keeps few rows or none;
 - a target-events page at depth 1,000,000 against page 1 (keyset), and an OFFSET read at the
   same depth beside the keyset read, both as plain SQL;
-- /latency for 30 days at 1 h buckets and 24 h at 1 min buckets, against /healthz;
-- the grouped views: /api/v1/containers (each filter, a deep page), /api/v1/projects, the
-  /containers and /status/{project} pages and the badges, against /healthz.
+- /latency for 30 days at 1 h buckets and 24 h at 1 min buckets, against /healthz.
+
+The grouped views are measured on the same dataset by bench/query_groups.py.
 
 Scale with DOCKPING_BENCH_QUERY_EVENTS (default 50,000,000) and DOCKPING_BENCH_QUERY_TARGETS
 (default 10,000). With DOCKPING_BENCH_DATABASE_URL the dataset is kept in a database named
@@ -291,8 +291,6 @@ def _figures(base: str, url: str, targets: int) -> list[Figure]:
             )
         )
 
-        figures += _group_figures(client, h99)
-
         with psycopg.connect(url) as conn:
             row = conn.execute(
                 _SQL["bench_deep_cursor_time"], {"target_id": long_id, "depth": DEPTH - 1}
@@ -349,74 +347,6 @@ def _figures(base: str, url: str, targets: int) -> list[Figure]:
                 )
             )
     return figures
-
-
-def _container_cases(client: httpx.Client) -> list[dict[str, str]]:
-    """The container listing unfiltered and with each filter, and a page 40 deep."""
-    cases: list[dict[str, str]] = [
-        {"limit": "50", **extra}
-        for extra in (
-            {},
-            {"status": "down"},
-            {"q": "web-0"},
-            {"agent": "agent-3"},
-            {"project": "stack7"},
-        )
-    ]
-    params = {"limit": "50"}
-    for _ in range(40):
-        page = client.get("/api/v1/containers", params=params).json()
-        if not page["next_cursor"]:
-            break
-        params = {"limit": "50", "cursor": page["next_cursor"]}
-    return [*cases, params]
-
-
-def _p99(client: httpx.Client, paths: list[tuple[str, dict[str, str]]], rounds: int) -> float:
-    samples: list[float] = []
-    for path, params in paths:
-        samples += _timed(_get(client, path, params), rounds)
-    return _ms(samples, 0.99)
-
-
-def _group_figures(client: httpx.Client, h99: float) -> list[Figure]:
-    """The grouped views (issue 23): containers, projects, a status page, badges."""
-    cases = _container_cases(client)
-    measured = [
-        (
-            f"GET /api/v1/containers p99 ({len(cases)} cases)",
-            _p99(client, [("/api/v1/containers", c) for c in cases], ROUNDS),
-            15.0,
-        ),
-        ("GET /api/v1/projects p99", _p99(client, [("/api/v1/projects", {})], ROUNDS), 20.0),
-        (
-            f"GET /containers HTML p99 ({len(cases)} cases)",
-            _p99(client, [("/containers", c) for c in cases], max(10, ROUNDS // 2)),
-            30.0,
-        ),
-        ("GET /status/stack7 HTML p99", _p99(client, [("/status/stack7", {})], ROUNDS), 30.0),
-        (
-            "GET /badge/... p99 (project, container, target; status and uptime)",
-            _p99(
-                client,
-                [
-                    (path, params)
-                    for path in (
-                        "/badge/project/stack7.svg",
-                        "/badge/container/web-00008.svg",
-                        "/badge/target/8.svg",
-                    )
-                    for params in ({}, {"metric": "uptime"})
-                ],
-                ROUNDS,
-            ),
-            5.0,
-        ),
-    ]
-    return [
-        Figure(label, value, "ms", h99, "healthz p99", f"p99 <= {bound:g} ms", value <= bound)
-        for label, value, bound in measured
-    ]
 
 
 def _offset_beside_keyset(url: str, target_id: int, deep_time: datetime) -> list[Figure]:
