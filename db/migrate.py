@@ -11,8 +11,8 @@ migration that must change such an object incompatibly drops it; one whose data 
 the current functions puts it below a `-- after schema --` line, run once the schema is
 applied.
 
-The backend is chosen
-once, when the first migration runs: TimescaleDB where the extension can be created.
+The backend is chosen once, when the first migration runs: TimescaleDB where the extension
+can be created.
 TimescaleDB installed but not in shared_preload_libraries cannot be: there, CREATE
 EXTENSION ends the session (FATAL), so the attempt is made on a connection of its own.
 """
@@ -161,7 +161,7 @@ def migrate(url: str, backend: str = "auto") -> tuple[Backend, list[int]]:
             )
             settled = int(conn.execute("SELECT settled FROM dockping_schema").fetchone()[0])  # type: ignore[index]
             early, late = _schema_phases(chosen)
-            _apply_schema(conn, early)
+            _apply_schema(conn, early, with_locks=True)
             for migration in known:
                 if migration.version in done:
                     continue
@@ -178,8 +178,7 @@ def migrate(url: str, backend: str = "auto") -> tuple[Backend, list[int]]:
             with conn.transaction():
                 _apply_schema(conn, late)
                 for migration in known:
-                    after = _parts(migration)[1]
-                    if migration.version > settled and after:
+                    if migration.version > settled and (after := _parts(migration)[1]):
                         conn.execute(after.encode())
                 conn.execute("UPDATE dockping_schema SET settled = %s", (known[-1].version,))
         finally:
@@ -194,12 +193,14 @@ def _schema_phases(backend: Backend) -> tuple[list[Path], list[Path]]:
     return early, [path for path in files if path not in early]
 
 
-def _apply_schema(conn: psycopg.Connection, files: list[Path]) -> None:
-    """CREATE OR REPLACE each object, in one transaction. Function bodies are checked when
-    called, not here, so that functions may name each other in any order."""
+def _apply_schema(conn: psycopg.Connection, files: list[Path], with_locks: bool = False) -> None:
+    """CREATE OR REPLACE each object (and dockping_lock(), with the first phase), in one
+    transaction. Function bodies are checked when called, not here, so that functions may
+    name each other in any order."""
     with conn.transaction():
         conn.execute("SET LOCAL check_function_bodies = off")
-        conn.execute(locks.function_sql())
+        if with_locks:
+            conn.execute(locks.function_sql())
         for path in files:
             conn.execute(path.read_bytes())
 
