@@ -8,7 +8,7 @@ latency: dockping_target_stale says so instead.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -110,11 +110,3 @@ class Exposition:
         """Drop the spools (and their files, if they spilled)."""
         for spool in self.spools:
             spool.close()
-
-
-def exposition(rows: Iterable[Mapping[str, Any]]) -> bytes:
-    """The text format for a set of dockping_latest rows, at once."""
-    scrape = Exposition()
-    for row in rows:
-        scrape.add(row)
-    return b"".join(scrape.chunks())
