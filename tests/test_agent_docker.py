@@ -294,7 +294,10 @@ def test_the_agent_recovers_from_a_dockerd_restart(stack: Stack, containers: Con
     assert stack.agent is not None
     assert stack.agent.process.poll() is None
     log = stack.agent.output()
-    assert log.count('"docker.unreachable"') == 1, log
-    assert log.count('"docker.connected"') == 2
+    # A daemon shutting down may still answer a whole resync between two signs of its end, so
+    # the outage can be told more than once; each is told, and each ends in a recovery.
+    outages = log.count('"docker.unreachable"')
+    assert outages >= 1, log
+    assert log.count('"docker.connected"') == outages + 1, log
     assert stack.agent.stop() == 0
     assert "Traceback" not in log
