@@ -7,7 +7,7 @@ agents over HTTP, validates them, skips duplicates, appends, updates the project
 rollup's minutes, sends its NOTIFY and commits each batch (its rollup refresher runs meanwhile,
 as in production). The agents are a bare HTTP/1.1 client on one kept-alive connection each. A
 last figure, with no target, is the database's part alone: the same batches as ingest's one call
-of dockping_append_probes_once(), sent straight to PostgreSQL on two connections, so that each
+of dockping_append_probes(), sent straight to PostgreSQL on two connections, so that each
 run shows what HTTP, validation and ingest's Python cost on top. DOCKPING_BENCH_EVENTS sets the
 events per agent (default 100,000).
 """
@@ -206,9 +206,8 @@ def _call_once(
                 "latencies": Int4Array.of([latency for _, _, latency in batch]),
                 "log_minutes": True,
                 "notify": True,
-                "refuse_late": True,
             }
-            row = conn.execute(sql("append_probes_once"), params, prepare=True).fetchone()
+            row = conn.execute(sql("append_probes"), params, prepare=True).fetchone()
             accepted += row[0] if row else 0
     return accepted
 

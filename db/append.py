@@ -9,23 +9,24 @@ import sys
 from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 
-import msgspec
 import psycopg
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
+from db.connector import SchemaError
 from db.queries import by_target, sql
-from dockping.contract import Batch, ContainerEvent, HeartbeatEvent, InventoryEvent, ProbeEvent
-from dockping.projection import VANTAGE_CODES, TargetState, encode_latency
+from dockping.contract import (
+    Batch,
+    ContainerEvent,
+    HeartbeatEvent,
+    InventoryEvent,
+    ProbeEvent,
+    canonical_ip,
+)
+from dockping.projection import VANTAGE_CODES, encode_latency
 
-# A NOTIFY payload must stay under 8000 bytes; past this many ids listeners reload everything.
-# (dockping_append_probes_once, in 0012_append_function.sql, holds the same bound.)
-_NOTIFY_MAX_IDS = 500
-# What dockping_append_probes_once raises for a late event when told to refuse one.
-_LATE_EVENTS = "DP001"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The protocols whose probe events may carry details (http_status, connect_ms, tls_not_after).
 _DETAILED = frozenset({"http", "https"})
@@ -67,6 +68,10 @@ TargetKey = tuple[int, str, int | None, str]  # container_key, ip, port, protoco
 # agent_id, container_id, ip, port, protocol, vantage: a target whose vantage changes is a miss.
 ProbeKey = tuple[int, str, str, int | None, str, str | None]
 Window = tuple[int, int]  # a target's probe interval and timeout, in ms
+
+
+class ProjectionBehind(SchemaError):
+    """A target's state is behind its stored events (a hand edit): `dockping rebuild` mends it."""
 
 
 @dataclass(frozen=True)
@@ -152,85 +157,35 @@ class EventWriter:
         times = [e.time for e in batch.events]
         if times:
             await self.ensure_partitions(conn, min(times), max(times))
-        if probes and len(probes) == len(batch.events):
-            # Every event is a probe: `times` are the probes' times.
-            alone = await self._append_alone(conn, batch, probes, times)
-            if alone is not None:
-                return alone
         others = _Others(lifecycle, heartbeats, inventories)
-        try:
-            return await self._write(conn, batch, probes, declared, others, once=True)
-        except psycopg.errors.UniqueViolation:
-            # A state behind its stored events (which folding in the same transaction never
-            # leaves; a hand edit could): the batch again, every event checked for duplicates.
-            return await self._write(conn, batch, probes, declared, others, once=False)
-
-    async def _append_alone(
-        self,
-        conn: psycopg.AsyncConnection,
-        batch: Batch,
-        probes: list[ProbeEvent],
-        times: list[datetime],
-    ) -> AppendResult | None:
-        """The usual batch in one round trip, as a transaction of its own: probe events only,
-        at most one per target, of an agent and targets whose ids this writer knows. None when
-        the batch is not one (or holds a late event, or meets a state behind its events): the
-        caller then writes it in a transaction, which handles every case."""
         agent_id = self._agents.get(batch.agent)
-        if agent_id is None:
-            return None
-        target_ids = self._known_target_ids(_probe_keys(agent_id, probes))
-        if target_ids is None or len(set(target_ids)) != len(target_ids):
-            return None
-        if self._detailed and not self._detailed.isdisjoint(target_ids):
-            # What HTTP(S) probes learn is written beside their events in the transaction
-            # path; a batch of TCP targets alone is never scanned for it (no such target:
-            # no cost at all).
-            return None
-        if self._new_windows(probes, target_ids):
-            return None  # a target's interval or timeout to store first
-        new_probes, new_ids, new_times = self._unknown(probes, target_ids, times)
-        accepted, changed = 0, set()
-        if new_probes:
+        cached = None
+        if agent_id is not None and len(probes) == len(batch.events):
+            cached = self._known_target_ids(_probe_keys(agent_id, probes))
+        if (
+            agent_id is not None
+            and cached is not None
+            and self._detailed.isdisjoint(cached)
+            and not self._new_windows(probes, cached)
+        ):
+            # Nothing to write but probe events whose ids this writer knows (the usual
+            # batch): the one call is the whole batch, as a transaction of its own, in one
+            # round trip. The call sends the NOTIFY itself.
             await conn.set_autocommit(True)
             try:
-                cursor = await conn.execute(
-                    sql("append_probes_once"),
-                    self._once_params(agent_id, batch.agent, notify=True, refuse_late=True)
-                    | _probe_arrays(new_probes, new_ids, new_times),
-                    prepare=True,
+                accepted, changed = await self._append_probes(
+                    conn, agent_id, batch.agent, probes, cached, notify=True
                 )
-                row = await cursor.fetchone()
-            except psycopg.errors.UniqueViolation:
-                return None  # a state behind its events: see append()
-            except psycopg.Error as exc:
-                if exc.sqlstate == _LATE_EVENTS:
-                    return None  # refolded in the caller's transaction, which stored nothing
-                raise
             finally:
                 await conn.set_autocommit(False)
-            assert row is not None
-            accepted = row[0]
-            changed = set(new_ids) if row[2] is None else set(row[2])
-        self._stored.update(zip(target_ids, times, strict=True))
-        return AppendResult(
-            accepted=accepted,
-            duplicates=len(batch.events) - accepted,
-            changed_targets=frozenset(changed),
-            changed_containers=frozenset(),
-        )
-
-    def _once_params(
-        self, agent_id: int, agent: str, *, notify: bool, refuse_late: bool
-    ) -> dict[str, object]:
-        """The parameters of append_probes_once but the events."""
-        return {
-            "agent_id": agent_id,
-            "agent": agent,
-            "log_minutes": self.backend == "postgres",
-            "notify": notify,
-            "refuse_late": refuse_late,
-        }
+            self._stored.update(zip(cached, times, strict=True))
+            return AppendResult(
+                accepted=accepted,
+                duplicates=len(batch.events) - accepted,
+                changed_targets=frozenset(changed),
+                changed_containers=frozenset(),
+            )
+        return await self._write(conn, batch, probes, declared, others)
 
     async def _write(
         self,
@@ -239,9 +194,8 @@ class EventWriter:
         probes: list[ProbeEvent],
         declared: list[ProbeEvent],
         others: _Others,
-        *,
-        once: bool,
     ) -> AppendResult:
+        """The batch in a transaction: the ids it needs made first, then its events."""
         lifecycle, heartbeats = others.lifecycle, others.heartbeats
         new_agents: dict[str, int] = {}
         new_containers: dict[tuple[int, str], int] = {}
@@ -274,9 +228,8 @@ class EventWriter:
             windows = self._new_windows(probes, target_ids)
             if windows:
                 await _write_windows(conn, windows)
-            times = [p.time for p in probes]
             accepted_probes, changed_targets = await self._append_probes(
-                conn, agent_id, *self._unknown(probes, target_ids, times), once=once
+                conn, agent_id, batch.agent, probes, target_ids, notify=False
             )
             if not _DETAILED.isdisjoint(map(_PROTOCOL, probes)):
                 await _append_details(conn, probes, target_ids)
@@ -299,7 +252,11 @@ class EventWriter:
             if accepted:
                 await conn.execute(
                     sql("notify_events"),
-                    {"payload": _notify_payload(batch.agent, changed_targets, changed_containers)},
+                    {
+                        "agent": batch.agent,
+                        "targets": sorted(changed_targets),
+                        "containers": sorted(changed_containers),
+                    },
                 )
         # Only ids that are committed may be cached: a rolled-back insert made no row.
         self._agents.update(new_agents)
@@ -313,7 +270,7 @@ class EventWriter:
                 t for k, t in zip(probe_keys, target_ids, strict=True) if k[4] in _DETAILED
             )
         # Every probe event of a committed batch is stored: appended now, or before.
-        self._stored.update(zip(target_ids, times, strict=True))
+        self._stored.update(zip(target_ids, [p.time for p in probes], strict=True))
         return AppendResult(
             accepted=accepted,
             duplicates=len(batch.events) - accepted,
@@ -464,13 +421,13 @@ class EventWriter:
             for container_key, ip, port, protocol, target_id in await cursor.fetchall():
                 found[(container_key, ip, port, protocol)] = target_id
         # The database writes an IPv6 address in its canonical form; match on that form too.
-        canonical = {(k[0], _canonical_ip(k[1]), k[2], k[3]): v for k, v in found.items()}
+        canonical = {(k[0], canonical_ip(k[1]), k[2], k[3]): v for k, v in found.items()}
         made.update(found)
         ids: list[int] = []
         for key in wanted:
             target_id = self._targets.get(key) or found.get(key)
             if target_id is None:
-                target_id = canonical[(key[0], _canonical_ip(key[1]), key[2], key[3])]
+                target_id = canonical[(key[0], canonical_ip(key[1]), key[2], key[3])]
                 made[key] = target_id
             ids.append(target_id)
         return ids
@@ -479,43 +436,36 @@ class EventWriter:
         self,
         conn: psycopg.AsyncConnection,
         agent_id: int,
+        agent: str,
         probes: list[ProbeEvent],
         target_ids: list[int],
-        times: list[datetime],
         *,
-        once: bool,
+        notify: bool,
     ) -> tuple[int, set[int]]:
+        """Append probe events and fold them into their targets' state (append_probes);
+        return the events appended and the targets they changed."""
+        probes, target_ids, times = self._unknown(probes, target_ids, [p.time for p in probes])
         if not probes:
             return 0, set()
-        params = _probe_arrays(probes, target_ids, times)
-        distinct = set(target_ids)
-        if once and len(distinct) == len(target_ids):
-            # One event per target: each is one step of its fold, without grouping in SQL.
-            # Prepared, unlike append_probes: without grouping, a generic plan is as good as a
-            # custom one here, and saves planning the call.
-            cursor = await conn.execute(
-                sql("append_probes_once"),
-                self._once_params(agent_id, "", notify=False, refuse_late=False) | params,
-                prepare=True,
-            )
-            row = await cursor.fetchone()
-            assert row is not None
-            accepted, late, changed = row[0], sorted(row[1] or ()), row[2]
-            touched = distinct if changed is None else set(changed)
-        else:
-            # A generic plan, which psycopg would prepare after a few runs, guesses the batch
-            # size and is several times slower: plan each batch afresh.
-            cursor = await conn.execute(_append_query(self.backend), params, prepare=False)
-            rows = await cursor.fetchall()
-            late = sorted(target_id for target_id, _, is_late in rows if is_late)
-            accepted = sum(events for _, events, _ in rows)
-            touched = {target_id for target_id, _, _ in rows}
-        if late:
-            # An event older than the state: refold those targets from their events.
-            cursor = await conn.execute(sql("rebuild_target_states"), {"target_ids": late})
-            refolded = {row[0]: TargetState(*row[1:]) for row in await cursor.fetchall()}
-            await write_target_states(conn, refolded)
-        return accepted, touched
+        params = {
+            "agent_id": agent_id,
+            "agent": agent,
+            "log_minutes": self.backend == "postgres",
+            "notify": notify,
+            **_probe_arrays(probes, target_ids, times),
+        }
+        try:
+            cursor = await conn.execute(sql("append_probes"), params, prepare=True)
+        except psycopg.errors.UniqueViolation as exc:
+            # An event newer than its target's state is stored already: the fold never
+            # leaves that, a hand edit can. The batch is refused (and kept by its agent).
+            raise ProjectionBehind(
+                "target_state is behind the stored probe events; run `dockping rebuild`"
+            ) from exc
+        row = await cursor.fetchone()
+        assert row is not None
+        accepted, changed = row
+        return accepted, set(target_ids if changed is None else changed)
 
     async def _append_lifecycle(
         self, conn: psycopg.AsyncConnection, events: list[ContainerEvent], keys: dict[str, int]
@@ -627,44 +577,6 @@ async def _write_windows(conn: psycopg.AsyncConnection, windows: dict[int, Windo
     await conn.execute(sql("update_target_windows"), by_target(windows, "intervals", "timeouts"))
 
 
-async def write_target_states(
-    conn: psycopg.AsyncConnection, states: dict[int, TargetState]
-) -> None:
-    """Upsert folded target states."""
-    if not states:
-        return
-    ids = sorted(states)
-    columns = list(zip(*(states[i] for i in ids), strict=True))
-    await conn.execute(
-        sql("upsert_target_states"),
-        {
-            "target_ids": ids,
-            "last_probe_at": list(columns[0]),
-            "latency_us": list(columns[1]),
-            "last_ok_at": list(columns[2]),
-            "status_since": list(columns[3]),
-            "consecutive_failures": list(columns[4]),
-            "last_error": list(columns[5]),
-            "last_error_at": list(columns[6]),
-        },
-    )
-
-
-@cache
-def _append_query(backend: str) -> str:
-    return append_query(backend, sql("incoming_arrays"))
-
-
-def append_query(backend: str, incoming: str) -> str:
-    """append_probes reading its events from `incoming` (rows of time, target_id,
-    latency_us), with the rollup log on plain PostgreSQL (TimescaleDB keeps its continuous
-    aggregates by itself)."""
-    rollup = "\n" + sql("rollup_minutes") if backend == "postgres" else ""
-    return sql("append_probes").format(
-        new=sql("insert_new_probes"), incoming=incoming, rollup=rollup
-    )
-
-
 def _probe_keys(agent_id: int, probes: list[ProbeEvent]) -> list[ProbeKey]:
     return [(agent_id, p.container_id, p.ip, p.port, p.protocol, p.vantage) for p in probes]
 
@@ -713,16 +625,3 @@ def _detail(event: ContainerEvent) -> Jsonb | None:
     if event.labels:
         detail["labels"] = event.labels  # read by notification rules (dockping.notify=...)
     return Jsonb(detail) if detail else None
-
-
-def _canonical_ip(text: str) -> str:
-    import ipaddress
-
-    return str(ipaddress.ip_address(text))
-
-
-def _notify_payload(agent: str, targets: set[int], containers: set[int]) -> str:
-    payload: dict[str, object] = {"agent": agent}
-    payload["targets"] = sorted(targets) if len(targets) <= _NOTIFY_MAX_IDS else None
-    payload["containers"] = sorted(containers) if len(containers) <= _NOTIFY_MAX_IDS else None
-    return msgspec.json.encode(payload).decode()

@@ -32,15 +32,10 @@ def rebuild(url: str) -> dict[str, int]:
                 tables = f"rollup_log, {tables}, probe_minute, rollup_hour_log, probe_hour"
             conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
             conn.execute(sql("delete_target_states"))
-            rows = conn.execute(sql("rebuild_target_states"), {"target_ids": None}).fetchall()
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at,"
-                    " status_since, consecutive_failures, last_error, last_error_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    rows,
-                )
-            counts["targets"] = len(rows)
+            # The same fold as every batch's, over every stored event.
+            conn.execute(sql("refold_target_states"))
+            row = conn.execute(sql("count_target_states")).fetchone()
+            counts["targets"] = int(row[0]) if row else 0
             conn.execute(sql("delete_target_details"))
             conn.execute(sql("rebuild_target_details"))
             conn.execute(sql("delete_container_states"))

@@ -1,10 +1,16 @@
-"""What the projection's property tests share: probe outcomes, events, a reference fold."""
+"""What the projection's property tests share: probe outcomes, events, a reference fold.
+
+The reference fold is written here, in Python, one event at a time, apart from the SQL
+under test (dockping_append_probes folds a batch at once).
+"""
 
 from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import anyio
 import psycopg
@@ -12,7 +18,7 @@ from hypothesis import strategies as st
 
 from db.append import AppendResult, EventWriter
 from dockping.contract import Batch, ProbeEvent
-from dockping.projection import Probe, TargetState, encode_latency, fold
+from dockping.projection import encode_latency
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 agent_numbers = itertools.count()
@@ -26,6 +32,55 @@ outcome = st.one_of(
         lambda e: (False, None, e)
     ),
 )
+
+
+class Probe(NamedTuple):
+    """One stored probe outcome of one target."""
+
+    time: datetime
+    latency_us: int
+
+
+class TargetState(NamedTuple):
+    """The projection row of one target."""
+
+    last_probe_at: datetime
+    latency_us: int
+    last_ok_at: datetime | None
+    status_since: datetime
+    consecutive_failures: int
+    last_error: int | None
+    last_error_at: datetime | None
+
+
+def fold(state: TargetState | None, probes: Iterable[Probe]) -> TargetState | None:
+    """Apply probes, all newer than the state, in time order, one at a time."""
+    for probe in sorted(probes):
+        if state is not None and probe.time <= state.last_probe_at:
+            raise ValueError("fold() takes only probes newer than the state")
+        ok = probe.latency_us >= 0
+        if state is None:
+            state = TargetState(
+                last_probe_at=probe.time,
+                latency_us=probe.latency_us,
+                last_ok_at=probe.time if ok else None,
+                status_since=probe.time,
+                consecutive_failures=0 if ok else 1,
+                last_error=None if ok else -probe.latency_us,
+                last_error_at=None if ok else probe.time,
+            )
+            continue
+        changed = ok != (state.latency_us >= 0)
+        state = TargetState(
+            last_probe_at=probe.time,
+            latency_us=probe.latency_us,
+            last_ok_at=probe.time if ok else state.last_ok_at,
+            status_since=probe.time if changed else state.status_since,
+            consecutive_failures=0 if ok else state.consecutive_failures + 1,
+            last_error=state.last_error if ok else -probe.latency_us,
+            last_error_at=state.last_error_at if ok else probe.time,
+        )
+    return state
 
 
 def probe_data(

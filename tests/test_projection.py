@@ -14,10 +14,13 @@ from hypothesis import strategies as st
 from db.append import EventWriter
 from db.rebuild import rebuild
 from dockping.contract import Batch, ProbeEvent
-from dockping.projection import Probe, TargetState, encode_latency, fold
+from dockping.projection import encode_latency
 from tests.projection_support import (
     BASE,
+    Probe,
+    TargetState,
     agent_numbers,
+    fold,
     probe_data,
     probe_events,
     resent_and_shuffled,

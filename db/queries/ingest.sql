@@ -31,131 +31,19 @@ ON CONFLICT (container_key, ip, port, protocol) DO UPDATE SET
 RETURNING container_key, host(ip), port, protocol, target_id
 
 -- append_probes --
--- Append probe events, skipping those already stored, and fold the new ones into the latest
--- state of their targets, in one statement. The incoming placeholder takes incoming_arrays
--- (or, to compare, a COPY-filled temporary table); the rollup placeholder takes rollup_minutes
--- on plain PostgreSQL (TimescaleDB keeps its rollup by itself). The caller holds lock_agent, so
--- target_state as read here is current. A target whose new events are not all newer than its
--- state is returned as late, left alone, and refolded from its events by the caller.
--- Fold of a target's new events after its state (the trailing run is the events with the
--- status of the newest one, after the newest event of the other status, flip_at):
---   status_since: the state's when no flip is in the batch and the status goes on; else the
---   run's start. consecutive_failures: 0 when up; the state's count plus the run when down
---   goes on; else the run.
-WITH pending AS (
-    SELECT * FROM {incoming}
-), new AS (
-    {new}
-){rollup}, span AS (
-    SELECT target_id, count(*) AS events, min(time) AS first_at, max(time) AS last_at,
-           max(time) FILTER (WHERE latency_us >= 0) AS last_ok_at,
-           max(time) FILTER (WHERE latency_us < 0) AS last_error_at
-    FROM new GROUP BY target_id
-), flip AS (
-    -- The newest event is a success exactly when the newest success is the newest event.
-    SELECT *, coalesce(last_ok_at = last_at, false) AS last_ok,
-           CASE WHEN last_ok_at = last_at THEN last_error_at ELSE last_ok_at END AS flip_at
-    FROM span
-), batch AS (
-    SELECT f.target_id, f.last_at, f.last_ok, f.events, f.first_at, f.last_ok_at, f.flip_at,
-           f.last_error_at,
-           max(n.latency_us) FILTER (WHERE n.time = f.last_at) AS last_latency,
-           (max(-n.latency_us) FILTER (WHERE n.time = f.last_error_at))::smallint AS last_error,
-           min(n.time) FILTER (WHERE n.time > coalesce(f.flip_at, '-infinity')) AS since,
-           (count(*) FILTER (WHERE n.time > coalesce(f.flip_at, '-infinity')))::integer AS length,
-           t.last_probe_at AS stored_last_probe_at
-    FROM flip f
-    JOIN new n USING (target_id)
-    LEFT JOIN target_state t USING (target_id)
-    GROUP BY f.target_id, f.last_at, f.last_ok, f.events, f.first_at, f.last_ok_at, f.flip_at,
-             f.last_error_at, t.last_probe_at
-), merged AS (
-    UPDATE target_state t SET
-        last_probe_at = b.last_at,
-        latency_us = b.last_latency,
-        last_ok_at = coalesce(b.last_ok_at, t.last_ok_at),
-        status_since = CASE WHEN b.flip_at IS NULL AND (t.latency_us >= 0) = b.last_ok
-                            THEN t.status_since ELSE b.since END,
-        consecutive_failures = CASE WHEN b.last_ok THEN 0
-                                    WHEN b.flip_at IS NULL AND t.latency_us < 0
-                                    THEN t.consecutive_failures + b.length
-                                    ELSE b.length END,
-        last_error = coalesce(b.last_error, t.last_error),
-        last_error_at = coalesce(b.last_error_at, t.last_error_at)
-    FROM batch b
-    WHERE t.target_id = b.target_id AND b.first_at > t.last_probe_at
-), first AS (
-    INSERT INTO target_state (target_id, last_probe_at, latency_us, last_ok_at, status_since,
-                              consecutive_failures, last_error, last_error_at)
-    SELECT target_id, last_at, last_latency, last_ok_at, since,
-           CASE WHEN last_ok THEN 0 ELSE length END, last_error, last_error_at
-    FROM batch WHERE stored_last_probe_at IS NULL
-    ORDER BY target_id
-)
-SELECT target_id, events, first_at <= stored_last_probe_at AS late FROM batch
-
--- append_probes_once --
--- Append a batch of at most one probe event per target and fold it into target_state: the
--- usual batch (each target is probed once in a few seconds). See 0012_append_function.sql.
--- Outside a transaction (with notify and refuse_late) it is a whole batch in one round trip;
--- in one, after lock_agent, it returns its late targets for the caller to refold.
-SELECT accepted, late, changed
-FROM dockping_append_probes_once(%(agent_id)s, %(agent)s, %(times)b, %(target_ids)b,
-                                 %(latencies)b, %(log_minutes)s, %(notify)s, %(refuse_late)s)
-
--- insert_new_probes --
--- Append the `pending` probe events (a CTE of append_probes; dockping_append_probes_once has
--- the same lookup), skipping those already stored, and return the ones inserted. Each is
--- looked up by its identity, which works in every partition, a compacted one (no unique
--- index: db/compaction.py) included; no other transaction stores events of the batch's
--- targets meanwhile (the caller holds lock_agent), so no speculative insert (ON CONFLICT) is
--- needed on top.
-INSERT INTO probe_events (time, target_id, latency_us)
-    SELECT DISTINCT ON (target_id, time) time, target_id, latency_us
-    FROM pending p
-    WHERE NOT EXISTS (SELECT FROM probe_events e
-                      WHERE e.target_id = p.target_id
-                        AND dockping_bucket(e.time) = dockping_bucket(p.time)
-                        AND e.time = p.time)
-    ORDER BY target_id, time, latency_us
-    RETURNING target_id, time, latency_us
-
--- incoming_arrays --
--- The incoming probe events of append_probes, as three parallel arrays sent in binary.
-unnest(%(times)b::timestamptz[], %(target_ids)b::integer[], %(latencies)b::integer[])
-    AS incoming (time, target_id, latency_us)
-
--- rollup_minutes --
--- The CTE that logs the minutes new probe events fell in (plain PostgreSQL), for
--- dockping_refresh_rollups() to recompute; spliced into append_probes after `new`. One small
--- row per minute instead of an upsert per target and minute, in the batch's transaction.
-, rollup AS (
-    INSERT INTO rollup_log (bucket)
-    SELECT DISTINCT date_bin(interval '1 minute', time, timestamptz 'epoch') FROM new
-)
+-- Append probe events (three parallel arrays sent in binary) and fold them into their targets'
+-- state: see dockping_append_probes in db/migrations/0023_write_path.sql. Returns the events
+-- appended and the targets they changed (null: every target of the batch). With notify, the
+-- call is a whole batch: it takes the agent's lock and sends the NOTIFY itself.
+SELECT accepted, changed
+FROM dockping_append_probes(%(agent_id)s, %(agent)s, %(times)b, %(target_ids)b, %(latencies)b,
+                            %(log_minutes)s, %(notify)s)
 
 -- lock_agent --
 -- Serialise the batches of one agent. Every target belongs to one agent, so no other
 -- transaction writes the projection rows of this batch's targets meanwhile; one lock
 -- instead of a row lock per target (which would cost a WAL record each).
 SELECT pg_advisory_xact_lock(dockping_lock('agent')::integer, %(agent_id)s)
-
--- upsert_target_states --
--- Write folded states (of targets refolded from their events after a late event).
-INSERT INTO target_state AS s (target_id, last_probe_at, latency_us, last_ok_at, status_since,
-                               consecutive_failures, last_error, last_error_at)
-SELECT * FROM unnest(%(target_ids)b::integer[], %(last_probe_at)b::timestamptz[],
-                     %(latency_us)b::integer[], %(last_ok_at)b::timestamptz[],
-                     %(status_since)b::timestamptz[], %(consecutive_failures)b::integer[],
-                     %(last_error)b::smallint[], %(last_error_at)b::timestamptz[])
-ON CONFLICT (target_id) DO UPDATE SET
-    last_probe_at = EXCLUDED.last_probe_at,
-    latency_us = EXCLUDED.latency_us,
-    last_ok_at = EXCLUDED.last_ok_at,
-    status_since = EXCLUDED.status_since,
-    consecutive_failures = EXCLUDED.consecutive_failures,
-    last_error = EXCLUDED.last_error,
-    last_error_at = EXCLUDED.last_error_at
 
 -- insert_container_events --
 -- Append container events, skipping those already stored; return the new ones.
@@ -261,8 +149,8 @@ SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(%(name)s) AND NOT indisval
 SELECT dockping_drop_partitions(%(cutoff)s)
 
 -- notify_events --
--- Tell listeners (query, notifier) that events were committed.
-SELECT pg_notify('dockping_events', %(payload)s)
+-- Tell listeners (query, notifier) that events were committed: see dockping_notify_events.
+SELECT dockping_notify_events(%(agent)s, %(targets)s::integer[], %(containers)s::integer[])
 
 -- append_probe_details --
 -- Append the changes among a batch's http and https probe events (see migration 14): an

@@ -1,35 +1,12 @@
--- rebuild_target_states --
--- Fold the stored probe events of some targets (all when target_ids is null) into their state.
-WITH ev AS (
-    SELECT target_id, time, latency_us, latency_us >= 0 AS ok
-    FROM probe_events
-    WHERE %(target_ids)s::integer[] IS NULL OR target_id = ANY(%(target_ids)s::integer[])
-), latest AS (
-    SELECT DISTINCT ON (target_id) target_id, time, latency_us, ok
-    FROM ev ORDER BY target_id, time DESC
-), flipped AS (  -- the newest event whose status differs from the latest one
-    SELECT l.target_id, max(e.time) AS time
-    FROM latest l JOIN ev e ON e.target_id = l.target_id AND e.ok <> l.ok
-    GROUP BY l.target_id
-), run AS (  -- the trailing run of events with the latest status
-    SELECT e.target_id, min(e.time) AS since, count(*) AS length
-    FROM ev e LEFT JOIN flipped f USING (target_id)
-    WHERE e.time > coalesce(f.time, '-infinity')
-    GROUP BY e.target_id
-), last_ok AS (
-    SELECT target_id, max(time) AS time FROM ev WHERE ok GROUP BY target_id
-), last_failure AS (
-    SELECT DISTINCT ON (target_id) target_id, time, -latency_us AS error
-    FROM ev WHERE NOT ok ORDER BY target_id, time DESC
-)
-SELECT l.target_id, l.time AS last_probe_at, l.latency_us, o.time AS last_ok_at,
-       r.since AS status_since,
-       CASE WHEN l.ok THEN 0 ELSE r.length END AS consecutive_failures,
-       f.error AS last_error, f.time AS last_error_at
-FROM latest l
-JOIN run r USING (target_id)
-LEFT JOIN last_ok o USING (target_id)
-LEFT JOIN last_failure f USING (target_id)
+-- refold_target_states --
+-- Fold every target's stored probe events into its state, with the write path's fold
+-- (dockping_append_probes, given no events and every target to refold).
+SELECT dockping_append_probes(NULL, NULL, '{}', '{}', '{}', false, false,
+                              ARRAY(SELECT target_id FROM targets ORDER BY 1))
+
+-- count_target_states --
+-- Rows of target_state.
+SELECT count(*) FROM target_state
 
 -- delete_target_states --
 -- Forget the folded state of every target (before a full rebuild).
