@@ -39,9 +39,12 @@ CREATE OR REPLACE FUNCTION dockping_append_probes(
 LANGUAGE plpgsql AS $$
 DECLARE
     targets integer[] := p_target_ids;
+    total integer := cardinality(p_target_ids);
     refold integer[] := p_refold;
+    own_round boolean := true;
     afresh integer[];
-    minutes timestamptz[];
+    minutes timestamptz[] := '{}';
+    stepped integer[] := '{}';
     count integer;
     ids integer[];
     buckets timestamptz[];
@@ -50,7 +53,59 @@ BEGIN
         -- Batches of one agent, and so of one target, fold one after the other.
         PERFORM pg_advisory_xact_lock(dockping_lock('agent')::integer, p_agent_id);
     END IF;
-    LOOP
+    accepted := 0;
+    IF total > 0 AND refold = '{}'
+       AND total = (SELECT count(DISTINCT t) FROM unnest(p_target_ids) AS t) THEN
+        -- The usual batch: one event per target (each is probed once in a few seconds). An
+        -- event newer than its target's state is then one step of the fold, taken in place
+        -- with no grouping, and is new for sure, so appended by a plain insert. This step
+        -- is the fold below given one event; it is here because it costs the database a
+        -- fifth less than the grouped statement on a batch of 1,000 targets.
+        WITH incoming AS (
+            SELECT * FROM unnest(p_times, p_target_ids, p_latencies)
+                AS i (time, target_id, latency_us)
+        ), step AS (
+            UPDATE target_state t SET
+                last_probe_at = n.time,
+                latency_us = n.latency_us,
+                last_ok_at = CASE WHEN n.latency_us >= 0 THEN n.time ELSE t.last_ok_at END,
+                status_since = CASE WHEN (t.latency_us >= 0) = (n.latency_us >= 0)
+                                    THEN t.status_since ELSE n.time END,
+                consecutive_failures = CASE WHEN n.latency_us >= 0 THEN 0
+                                            ELSE t.consecutive_failures + 1 END,
+                last_error = CASE WHEN n.latency_us < 0 THEN -n.latency_us ELSE t.last_error END,
+                last_error_at = CASE WHEN n.latency_us < 0 THEN n.time ELSE t.last_error_at END
+            FROM incoming n
+            WHERE t.target_id = n.target_id AND n.time > t.last_probe_at
+            RETURNING n.time, n.target_id, n.latency_us
+        ), fresh AS (
+            INSERT INTO probe_events (time, target_id, latency_us)
+            SELECT time, target_id, latency_us FROM step ORDER BY target_id
+            RETURNING target_id, time
+        )
+        -- The lists are subqueries run only when asked for.
+        SELECT f.count,
+               CASE WHEN f.count < total THEN ARRAY(SELECT target_id FROM fresh) END,
+               CASE WHEN p_log_minutes
+                    THEN ARRAY(SELECT DISTINCT date_bin(interval '1 minute', fresh.time,
+                                                        timestamptz 'epoch') FROM fresh) END
+        INTO accepted, stepped, minutes
+        FROM (SELECT count(*)::integer AS count FROM fresh) AS f;
+        IF accepted = total THEN
+            p_target_ids := '{}';
+        ELSE
+            -- The rest go on to the fold below: a target's first event, a late one, a resent
+            -- one. A stepped event's time is now its target's state's, and an event at that
+            -- time that was not stepped is the stored one's resend, so neither is taken.
+            SELECT coalesce(array_agg(i.time), '{}'), coalesce(array_agg(i.target_id), '{}'),
+                   coalesce(array_agg(i.latency_us), '{}')
+            INTO p_times, p_target_ids, p_latencies
+            FROM unnest(p_times, p_target_ids, p_latencies) AS i (time, target_id, latency_us)
+            LEFT JOIN target_state s USING (target_id)
+            WHERE s.last_probe_at IS NULL OR i.time < s.last_probe_at;
+        END IF;
+    END IF;
+    WHILE p_target_ids <> '{}' OR refold <> '{}' LOOP
         IF refold <> '{}' THEN
             -- Folded afresh: a target's first event makes its state; the statement below folds
             -- the rest of its events onto that.
@@ -153,18 +208,19 @@ BEGIN
             WHERE t.target_id = g.target_id
         )
         SELECT n.count,
-               CASE WHEN n.count < cardinality(p_target_ids)
-                    THEN ARRAY(SELECT DISTINCT new.target_id FROM new ORDER BY 1) END,
+               CASE WHEN own_round AND accepted + n.count < total
+                    THEN ARRAY(SELECT DISTINCT new.target_id FROM new) END,
                ARRAY(SELECT target_id FROM afresh),
                CASE WHEN p_log_minutes
                     THEN ARRAY(SELECT DISTINCT date_bin(interval '1 minute', new.time,
                                                         timestamptz 'epoch') FROM new) END
         INTO count, ids, afresh, buckets
         FROM (SELECT count(*)::integer AS count FROM new) AS n;
-        IF accepted IS NULL THEN  -- the batch's own round (not a refold)
-            accepted := count;
-            changed := ids;
-            minutes := buckets;
+        IF own_round THEN  -- not a refold
+            accepted := accepted + count;
+            stepped := stepped || ids;
+            minutes := minutes || buckets;
+            own_round := false;
         END IF;
         EXIT WHEN afresh = '{}';
         -- Once the new events are in, those targets are folded afresh over every event they
@@ -174,10 +230,13 @@ BEGIN
         p_target_ids := '{}';
         p_latencies := '{}';
     END LOOP;
+    IF accepted < total THEN
+        changed := ARRAY(SELECT DISTINCT unnest(stepped) ORDER BY 1);
+    END IF;
     IF minutes <> '{}' THEN
         -- The minutes the new events fell in, for dockping_refresh_rollups() to recompute
         -- (a table of plain PostgreSQL only, so a statement of its own).
-        INSERT INTO rollup_log (bucket) SELECT unnest(minutes);
+        INSERT INTO rollup_log (bucket) SELECT DISTINCT unnest(minutes);
     END IF;
     IF p_notify AND accepted > 0 THEN
         PERFORM dockping_notify_events(p_agent, coalesce(changed, targets), '{}');
