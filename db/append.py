@@ -201,6 +201,7 @@ class EventWriter:
         new_containers: dict[tuple[int, str], int] = {}
         new_targets: dict[TargetKey, int] = {}
         new_vantages: dict[TargetKey, str] = {}
+        made_windows: dict[int, Window] = {}
         async with conn.transaction():
             agent_id = await self._agent_id(conn, batch.agent, new_agents)
             # Batches of one agent, and so of one target, fold one after the other.
@@ -220,12 +221,17 @@ class EventWriter:
             declared_ids: list[int] = []
             if cached is None:
                 target_ids = await self._target_ids(
-                    conn, dimensions, keys, new_targets, new_vantages
+                    conn, dimensions, keys, new_targets, new_vantages, made_windows
                 )
                 target_ids, declared_ids = target_ids[: len(probes)], target_ids[len(probes) :]
             else:
                 target_ids = cached
-            windows = self._new_windows(probes, target_ids)
+            # Those the upsert of targets wrote already are not written again.
+            windows = {
+                target_id: window
+                for target_id, window in self._new_windows(probes, target_ids).items()
+                if made_windows.get(target_id) != window
+            }
             if windows:
                 await _write_windows(conn, windows)
             accepted_probes, changed_targets = await self._append_probes(
@@ -263,6 +269,7 @@ class EventWriter:
         self._containers.update(new_containers)
         self._targets.update(new_targets)
         self._vantages.update(new_vantages)
+        self._windows.update(made_windows)
         self._windows.update(windows)
         if cached is None:
             self._probe_targets.update(zip(probe_keys, target_ids, strict=True))
@@ -385,9 +392,10 @@ class EventWriter:
         keys: dict[str, int],
         made: dict[TargetKey, int],
         made_vantages: dict[TargetKey, str],
+        made_windows: dict[int, Window],
     ) -> list[int]:
         wanted: list[TargetKey] = []
-        pending: dict[TargetKey, tuple[str, str | None]] = {}
+        pending: dict[TargetKey, ProbeEvent] = {}
         for probe in probes:
             key: TargetKey = (keys[probe.container_id], probe.ip, probe.port, probe.protocol)
             wanted.append(key)
@@ -396,7 +404,7 @@ class EventWriter:
             if key not in self._targets or (
                 probe.vantage is not None and self._vantages.get(key) != probe.vantage
             ):
-                pending[key] = (probe.network, probe.vantage)
+                pending[key] = probe
         found: dict[TargetKey, int] = {}
         if pending:
             ordered = sorted(
@@ -410,19 +418,25 @@ class EventWriter:
                     "ips": [k[1] for k, _ in ordered],
                     "ports": [k[2] for k, _ in ordered],
                     "protocols": [k[3] for k, _ in ordered],
-                    "networks": [network for _, (network, _) in ordered],
+                    "networks": [p.network for _, p in ordered],
                     "vantages": [
-                        None if vantage is None else VANTAGE_CODES[vantage]  # type: ignore[index]
-                        for _, (_, vantage) in ordered
+                        None if p.vantage is None else VANTAGE_CODES[p.vantage] for _, p in ordered
                     ],
+                    "intervals": [_window(p)[0] for _, p in ordered],
+                    "timeouts": [_window(p)[1] for _, p in ordered],
                 },
             )
-            made_vantages.update((k, v) for k, (_, v) in ordered if v is not None)
+            made_vantages.update((k, p.vantage) for k, p in ordered if p.vantage is not None)
             for container_key, ip, port, protocol, target_id in await cursor.fetchall():
                 found[(container_key, ip, port, protocol)] = target_id
         # The database writes an IPv6 address in its canonical form; match on that form too.
         canonical = {(k[0], canonical_ip(k[1]), k[2], k[3]): v for k, v in found.items()}
         made.update(found)
+        for key, probe in pending.items():
+            interval, timeout = _window(probe)
+            if interval is not None and timeout is not None:
+                target_id = found.get(key) or canonical[(key[0], canonical_ip(key[1]), *key[2:])]
+                made_windows[target_id] = (interval, timeout)
         ids: list[int] = []
         for key in wanted:
             target_id = self._targets.get(key) or found.get(key)
@@ -575,6 +589,13 @@ class _Others:
 async def _write_windows(conn: psycopg.AsyncConnection, windows: dict[int, Window]) -> None:
     """Store targets' probe intervals and timeouts."""
     await conn.execute(sql("update_target_windows"), by_target(windows, "intervals", "timeouts"))
+
+
+def _window(probe: ProbeEvent) -> tuple[int | None, int | None]:
+    """A probe's window as stored: its interval and timeout, or neither."""
+    if probe.interval_ms is None or probe.timeout_ms is None:
+        return None, None
+    return probe.interval_ms, probe.timeout_ms
 
 
 def _probe_keys(agent_id: int, probes: list[ProbeEvent]) -> list[ProbeKey]:

@@ -147,7 +147,7 @@ def test_every_view_and_function_has_one_file_of_db_schema(backend: Backend) -> 
     for path in files:
         name = path.name.split(".")[0][3:]
         defined = defined_in(path)
-        # The object first, then only the triggers that call it (named listing_/absence_).
+        # The object first, then only the triggers that call it.
         assert defined[0] == name, path.name
         assert not [d for d in defined[1:] if d.startswith("dockping_") or d == name], path.name
     for path in sorted(MIGRATION_DIR.glob("*.sql")):

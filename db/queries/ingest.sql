@@ -20,14 +20,20 @@ ON CONFLICT (agent_id, container_id) DO UPDATE SET
 RETURNING container_id, container_key
 
 -- upsert_targets --
--- Find or make target ids; the network name and the vantage are refreshed when given.
-INSERT INTO targets AS t (container_key, ip, port, protocol, network, vantage)
+-- Find or make target ids; the network name, the vantage and the probe window (interval and
+-- timeout, as a probe event carries them) are refreshed when given. A new target is made with
+-- its window, so that its first batch writes it once.
+INSERT INTO targets AS t (container_key, ip, port, protocol, network, vantage, interval_ms,
+                          timeout_ms)
 SELECT * FROM unnest(%(container_keys)s::integer[], %(ips)s::inet[], %(ports)s::integer[],
-                     %(protocols)s::text[], %(networks)s::text[], %(vantages)s::smallint[])
+                     %(protocols)s::text[], %(networks)s::text[], %(vantages)s::smallint[],
+                     %(intervals)s::integer[], %(timeouts)s::integer[])
 ORDER BY 1, 2, 3, 4
 ON CONFLICT (container_key, ip, port, protocol) DO UPDATE SET
     network = CASE WHEN EXCLUDED.network <> '' THEN EXCLUDED.network ELSE t.network END,
-    vantage = coalesce(EXCLUDED.vantage, t.vantage)
+    vantage = coalesce(EXCLUDED.vantage, t.vantage),
+    interval_ms = coalesce(EXCLUDED.interval_ms, t.interval_ms),
+    timeout_ms = coalesce(EXCLUDED.timeout_ms, t.timeout_ms)
 RETURNING container_key, host(ip), port, protocol, target_id
 
 -- append_probes --
