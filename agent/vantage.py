@@ -64,7 +64,9 @@ class Routes:
             return False
         # A macvlan or ipvlan parent is directly connected to its children's subnet, yet
         # never reaches them: only a bridge (Docker's, Podman's) puts the host beside them.
-        links = self._netlink.get_links(route.get_attr("RTA_OIF"))
+        # One link asked for by its index (get_links would dump every link, a veth per
+        # container, to keep one).
+        links = self._netlink.link("get", index=route.get_attr("RTA_OIF"))
         info = links[0].get_attr("IFLA_LINKINFO") if links else None
         return info is not None and info.get_attr("IFLA_INFO_KIND") == "bridge"
 
