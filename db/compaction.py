@@ -7,7 +7,7 @@ Once the partition's time is over, that index is traded for one on (target_id,
 dockping_bucket(time)), whose equal keys PostgreSQL stores once with a list of row pointers:
 about 7 bytes an event. Readers find a target's events by either index (see dockping_target_events); a
 late event is checked for a duplicate by its identity, under its agent's lock, as every
-event not newer than its target's state is (dockping_append_probes, migration 23).
+event not newer than its target's state is (db/schema/10_dockping_append_probes.sql).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 latency_us encodes a probe as stored: >= 0 it succeeded in that many microseconds;
 < 0 it failed with error code -latency_us. The fold of these into target_state is
-dockping_append_probes (db/migrations/0023_write_path.sql); tests/projection_support.py
+dockping_append_probes (db/schema/10_dockping_append_probes.sql); tests/projection_support.py
 holds an independent reference of it.
 """
 

@@ -38,9 +38,9 @@ RETURNING container_key, host(ip), port, protocol, target_id
 
 -- append_probes --
 -- Append probe events (three parallel arrays sent in binary) and fold them into their targets'
--- state: see dockping_append_probes in db/migrations/0023_write_path.sql. Returns the events
--- appended and the targets they changed (null: every target of the batch). With notify, the
--- call is a whole batch: it takes the agent's lock and sends the NOTIFY itself.
+-- state: see db/schema/10_dockping_append_probes.sql. Returns the events appended and the
+-- targets they changed (null: every target of the batch). With notify, the call is a whole
+-- batch: it takes the agent's lock and sends the NOTIFY itself.
 SELECT accepted, changed
 FROM dockping_append_probes(%(agent_id)s, %(agent)s, %(times)b, %(target_ids)b, %(latencies)b,
                             %(log_minutes)s, %(notify)s)
