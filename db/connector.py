@@ -80,7 +80,7 @@ def open_pool(
         timeout=10,
         # A connection broken by a server restart is noticed and replaced before use.
         check=_check_within_deadline if check else None,
-        configure=connected,
+        configure=_configured(connected),
         reconnect_timeout=0,  # keep trying forever: the database may be down for a while
         kwargs={
             "autocommit": False,
@@ -88,6 +88,26 @@ def open_pool(
             "connect_timeout": CONNECT_TIMEOUT,
         },
     )
+
+
+def _configured(
+    connected: Callable[[psycopg.AsyncConnection], Awaitable[None]] | None,
+) -> Callable[[psycopg.AsyncConnection], Awaitable[None]]:
+    """Each new connection: JIT compilation off, then the service's own `connected`.
+
+    The services' queries are short and many; one whose estimate passes jit_above_cost (a
+    lateral over every partition, say) spent a second compiling on each run where the server
+    has JIT, as Debian's and the official images do. A SET rather than a startup option, which
+    a pooler such as PgBouncer refuses by default.
+    """
+
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        await conn.execute("SET jit = off")
+        await conn.commit()
+        if connected is not None:
+            await connected(conn)
+
+    return configure
 
 
 async def _check_within_deadline(conn: psycopg.AsyncConnection) -> None:

@@ -42,6 +42,8 @@ from notify.rules import (
 log = logs.get("dockping.notify")
 # Events read per target per transaction; a longer backlog is folded over several.
 PER_TARGET = 2000
+# Targets folded per transaction when a sweep finds many due.
+SWEEP_TARGETS = 5000
 
 
 def channels(rules: list[NotifyRule]) -> dict[str, list[tuple[str, str]]]:
@@ -128,19 +130,28 @@ class Follower:
         self, pool: psycopg_pool.AsyncConnectionPool, target_ids: list[int] | None
     ) -> int:
         """Fold every event newer than the kept positions (of some targets, or all); count queued."""
+        if target_ids is None:
+            async with connection(pool) as conn:
+                cursor = await conn.execute(sql("notify_due_targets"), {"horizon": self._horizon()})
+                target_ids = [row[0] for row in await cursor.fetchall()]
         queued = 0
-        while True:
-            async with connection(pool) as conn, conn.transaction():
-                made, more = await self._fold_once(conn, target_ids)
-            queued += made
-            if not more:
-                return queued
-            target_ids = more
+        # A sweep after a long stop may find every target due: folded some at a time.
+        for first in range(0, len(target_ids), SWEEP_TARGETS):
+            some = target_ids[first : first + SWEEP_TARGETS]
+            while some:
+                async with connection(pool) as conn, conn.transaction():
+                    made, some = await self._fold_once(conn, some)
+                queued += made
+        return queued
+
+    def _horizon(self) -> datetime:
+        """How far back a target first seen is read."""
+        return datetime.now(UTC) - timedelta(seconds=self.settings.notify.max_catch_up)
 
     async def _fold_once(
-        self, conn: psycopg.AsyncConnection, target_ids: list[int] | None
+        self, conn: psycopg.AsyncConnection, target_ids: list[int]
     ) -> tuple[int, list[int]]:
-        horizon = datetime.now(UTC) - timedelta(seconds=self.settings.notify.max_catch_up)
+        horizon = self._horizon()
         # The certificate and health of each probe are read only where a rule asks for them.
         detailed = any(uses_details(p) for p in self.params.values())
         cursor = await conn.execute(

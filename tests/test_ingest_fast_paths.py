@@ -169,3 +169,25 @@ async def test_an_unchecked_pool_runs_a_call_again_past_a_broken_connection(
         assert len(calls) == 1
     finally:
         await pool.close()
+
+
+@pytest.mark.anyio
+async def test_every_pooled_connection_runs_without_jit_and_then_its_own_setup(
+    database_url: str,
+) -> None:
+    """A service's pooled connection has JIT compilation off (a notifier's lateral over every
+    partition compiled for a second each run) and still runs the service's own setup, idle."""
+    configured: list[int] = []
+
+    async def connected(conn: psycopg.AsyncConnection) -> None:
+        configured.append(await _pid(conn))
+
+    pool = open_pool(database_url, 1, "test", connected)
+    await pool.open(wait=True)
+    try:
+        async with connection(pool) as conn:
+            row = await (await conn.execute("SHOW jit")).fetchone()
+            assert row == ("off",)
+            assert configured == [await _pid(conn)]
+    finally:
+        await pool.close()

@@ -3,7 +3,8 @@
 SELECT pg_try_advisory_lock(dockping_lock('notifier'))
 
 -- notify_pending_probes --
--- Probe events newer than each target's notifier position (targets first seen: since horizon).
+-- Probe events of some targets newer than each one's notifier position (targets first seen:
+-- since horizon).
 -- With detailed (rules with tls_expires_within or unhealthy), each event's certificate expiry
 -- (the newest one in probe_details up to it) and its container's Docker health then (the
 -- newest health_status event up to it); without, nulls, and neither is read (the planner
@@ -33,8 +34,18 @@ LEFT JOIN LATERAL (
     ORDER BY c.time DESC
     LIMIT 1
 ) h ON %(detailed)s::boolean
-WHERE %(target_ids)s::integer[] IS NULL OR t.target_id = ANY(%(target_ids)s::integer[])
+WHERE t.target_id = ANY(%(target_ids)s::integer[])
 ORDER BY t.target_id, e.time
+
+-- notify_due_targets --
+-- The targets with probe events newer than the notifier's position (targets first seen: since
+-- horizon), for a sweep of every target: a target's state holds its newest event's time, so
+-- this is one join of two narrow tables, not a look into every partition for each target.
+SELECT s.target_id
+FROM target_state s
+LEFT JOIN notify_targets n USING (target_id)
+WHERE s.last_probe_at > coalesce(n.last_time, %(horizon)s::timestamptz)
+ORDER BY s.target_id
 
 -- notify_target_info --
 -- What rules match on and messages say about some targets; labels where the store has them.
