@@ -16,24 +16,18 @@ The baseline is ingest's own answer time for the batches in the same run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import msgspec
 import psycopg
 
-from bench import Figure, wait_healthy
-from bench.query_read import _free_port, dataset, query_service
+from bench import Figure
+from bench.query_read import dataset, query_service, service
 from bench.storage_support import server
 from db.queries import sql
 from dockping.settings import NotifySettings
@@ -50,38 +44,6 @@ SELECT a.name, c.container_id, c.name, t.network, host(t.ip), t.port, t.protocol
 FROM targets t JOIN containers c USING (container_key) JOIN agents a USING (agent_id)
 ORDER BY a.name, t.target_id
 """
-
-
-@contextlib.contextmanager
-def service(command: str, url: str, **settings: str) -> Iterator[str]:
-    """A `dockping <command>` process over the dataset on a port of its own; yields its URL."""
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix=f"dockping-bench-{command}-") as scratch:
-        env = {
-            **os.environ,
-            "DOCKPING_DATA_DIR": scratch,
-            "DOCKPING_DATABASE__URL": url,
-            f"DOCKPING_{command.upper()}__PORT": str(port),
-            "DOCKPING_INGEST__TOKEN": TOKEN,
-            "DOCKPING_LOG__LEVEL": "warning",
-            **settings,
-        }
-        log = (Path(scratch) / f"{command}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dockping", command], env=env, stdout=log, stderr=log
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(base, process)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.close()
 
 
 def _event(identity: tuple[object, ...], when: str) -> dict[str, object]:
@@ -265,7 +227,7 @@ def run() -> list[Figure]:
     with (
         server() as admin_url,
         dataset(admin_url, targets, targets * 20) as url,
-        service("ingest", url) as ingest,
+        service("ingest", url, DOCKPING_INGEST__TOKEN=TOKEN) as ingest,
         query_service(url) as query,
         service("notify", url),
     ):

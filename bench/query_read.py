@@ -136,22 +136,33 @@ def _generate(url: str, targets: int, events: int) -> None:
 @contextlib.contextmanager
 def query_service(url: str) -> Iterator[str]:
     """A `dockping query` process over the dataset; yields its base URL."""
+    # The dataset's probes and heartbeats are from when it was made: keep them fresh, so that
+    # a kept dataset reads as the statuses it was made with.
+    with service(
+        "query",
+        url,
+        DOCKPING_QUERY__STALE_AFTER="3650d",
+        DOCKPING_AGENT__RESYNC_INTERVAL="3650d",
+    ) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def service(command: str, url: str, **settings: str) -> Iterator[str]:
+    """A `dockping <command>` process over a database, on a port of its own; yields its URL."""
     port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="dockping-bench-query-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"dockping-bench-{command}-") as scratch:
         env = {
             **os.environ,
             "DOCKPING_DATA_DIR": scratch,
             "DOCKPING_DATABASE__URL": url,
-            "DOCKPING_QUERY__PORT": str(port),
+            f"DOCKPING_{command.upper()}__PORT": str(port),
             "DOCKPING_LOG__LEVEL": "warning",
-            # The dataset's probes and heartbeats are from when it was made: keep them fresh,
-            # so that a kept dataset reads as the statuses it was made with.
-            "DOCKPING_QUERY__STALE_AFTER": "3650d",
-            "DOCKPING_AGENT__RESYNC_INTERVAL": "3650d",
+            **settings,
         }
-        log = (Path(scratch) / "query.log").open("wb")
+        log = (Path(scratch) / f"{command}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "dockping", "query"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "dockping", command], env=env, stdout=log, stderr=log
         )
         base = f"http://127.0.0.1:{port}"
         try:
