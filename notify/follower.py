@@ -144,9 +144,9 @@ class Follower:
                 queued += made
         return queued
 
-    def _horizon(self) -> datetime:
-        """How far back a target first seen is read."""
-        return datetime.now(UTC) - timedelta(seconds=self.settings.notify.max_catch_up)
+    def _horizon(self, now: datetime | None = None) -> datetime:
+        """How far back a target first seen is read (as of now)."""
+        return (now or datetime.now(UTC)) - timedelta(seconds=self.settings.notify.max_catch_up)
 
     async def _fold_once(
         self, conn: psycopg.AsyncConnection, target_ids: list[int]
@@ -251,7 +251,7 @@ class Follower:
         before notify.max_catch_up is recorded without a message, as at a first start, and so
         is one whose agent fell silent: the agent's own message says so for all of them."""
         now = datetime.now(UTC)
-        horizon = now - timedelta(seconds=self.settings.notify.max_catch_up)
+        horizon = self._horizon(now)
         async with connection(pool) as conn, conn.transaction():
             cursor = await conn.execute(
                 sql("notify_stale_changes"),
